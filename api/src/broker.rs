@@ -1,0 +1,191 @@
+//! The api's link to RabbitMQ: publishes commands with publisher confirms
+//! and consumes this replica's private reply queue, handing each outcome to
+//! the requests waiting for it. A supervisor task reconnects after broker
+//! failures; meanwhile publishing fails fast (the caller answers 503).
+
+use std::{
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use backon::BackoffBuilder;
+use futures::StreamExt;
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties,
+    options::{
+        BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    },
+    types::FieldTable,
+};
+use shared::{
+    messages::{self, Command, Outcome},
+    shutdown::reconnect_backoff,
+    topology::Topology,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::waiters::Waiters;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("not connected to the broker")]
+    NotConnected,
+    /// The broker may or may not have stored the command.
+    #[error("the broker did not confirm in time")]
+    Unconfirmed,
+    #[error("the broker refused the command (queue full)")]
+    Refused,
+    #[error("broker error: {0}")]
+    Broker(#[from] lapin::Error),
+}
+
+pub struct Broker {
+    channel: RwLock<Option<Channel>>,
+    pub waiters: Arc<Waiters>,
+    topology: Topology,
+    reply_queue: String,
+    publish_timeout: Duration,
+}
+
+impl Broker {
+    pub fn new(topology: Topology, waiters: Arc<Waiters>, publish_timeout: Duration) -> Arc<Self> {
+        let reply_queue = topology.reply_queue(Uuid::new_v4());
+        Arc::new(Self {
+            channel: RwLock::new(None),
+            waiters,
+            topology,
+            reply_queue,
+            publish_timeout,
+        })
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.current_channel()
+            .is_some_and(|channel| channel.status().connected())
+    }
+
+    fn current_channel(&self) -> Option<Channel> {
+        self.channel
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn set_channel(&self, channel: Option<Channel>) {
+        *self
+            .channel
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = channel;
+    }
+
+    /// Publishes a persistent command and waits for the broker's confirm, so
+    /// `Ok` means the command is stored in the durable queue.
+    pub async fn publish(&self, command: &Command) -> Result<(), PublishError> {
+        let channel = self.current_channel().ok_or(PublishError::NotConnected)?;
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_reply_to(self.reply_queue.as_str().into())
+            .with_correlation_id(command.reservation_id().to_string().into());
+        let payload = messages::encode(command);
+        let confirm = async {
+            channel
+                .basic_publish(
+                    "".into(),
+                    self.topology.commands.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    &payload,
+                    properties,
+                )
+                .await?
+                .await
+        };
+        match tokio::time::timeout(self.publish_timeout, confirm).await {
+            Err(_) => Err(PublishError::Unconfirmed),
+            Ok(Err(error)) => Err(error.into()),
+            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            // Returned as unroutable: the queue does not exist (yet).
+            Ok(Ok(Confirmation::Ack(Some(_)))) => Err(PublishError::NotConnected),
+            Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Refused),
+            Ok(Ok(Confirmation::NotRequested)) => Err(PublishError::Unconfirmed),
+        }
+    }
+
+    /// Keeps a connection up until `shutdown`.
+    pub async fn run(self: Arc<Self>, amqp_url: String, shutdown: CancellationToken) {
+        let mut delays = reconnect_backoff().build();
+        loop {
+            let started = Instant::now();
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                result = self.session(&amqp_url) => result,
+            };
+            self.set_channel(None);
+            if let Err(error) = result {
+                tracing::warn!(%error, "broker connection lost");
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                delays = reconnect_backoff().build();
+            }
+            let delay = delays.next().unwrap_or(Duration::from_secs(5));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        if let Some(channel) = self.current_channel() {
+            let _ = channel.close(200, "api stopping".into()).await;
+        }
+        self.set_channel(None);
+    }
+
+    async fn session(&self, amqp_url: &str) -> Result<(), lapin::Error> {
+        let connection = Connection::connect(
+            amqp_url,
+            ConnectionProperties::default().with_connection_name("api".into()),
+        )
+        .await?;
+        let publisher = connection.create_channel().await?;
+        self.topology.declare(&publisher).await?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let replies = connection.create_channel().await?;
+        replies
+            .queue_declare(
+                self.reply_queue.as_str().into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let mut consumer = replies
+            .basic_consume(
+                self.reply_queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        self.set_channel(Some(publisher));
+        tracing::info!(reply_queue = %self.reply_queue, "connected to the broker");
+        while let Some(delivery) = consumer.next().await {
+            let delivery = delivery?;
+            match messages::decode::<Outcome>(&delivery.data) {
+                Ok(outcome) => self.waiters.resolve(&outcome),
+                Err(error) => tracing::warn!(%error, "ignoring an unreadable outcome"),
+            }
+        }
+        Ok(())
+    }
+}

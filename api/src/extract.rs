@@ -1,0 +1,92 @@
+//! Extractors that turn every malformed request into a problem document:
+//! axum's own rejections answer in plain text.
+
+use axum::{
+    extract::{FromRequest, FromRequestParts, Path, Query, Request},
+    http::{header, request::Parts},
+};
+use std::str::FromStr;
+
+use serde::de::DeserializeOwned;
+
+use crate::{problem::ApiError, state::AppState};
+
+/// An optional JSON body. No body (or only whitespace) is `None` whatever
+/// the content type, so a bare `curl -X POST` works; a body must be JSON.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
+        let limit = state.max_body_bytes;
+        let bytes = axum::body::to_bytes(request.into_body(), limit)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge(limit))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
+        }
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        json(&bytes).map(|value| Self(Some(value)))
+    }
+}
+
+/// A required JSON body.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        match OptionalJson::<T>::from_request(request, state).await? {
+            OptionalJson(Some(value)) => Ok(Self(value)),
+            OptionalJson(None) => Err(ApiError::BadRequest("a JSON body is required".into())),
+        }
+    }
+}
+
+fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => ApiError::Unprocessable(error.to_string()),
+        _ => ApiError::BadRequest(format!("malformed JSON: {error}")),
+    })
+}
+
+/// An id in the path (`/events/{id}`, `/reservations/{id}`), parsed as `T`.
+pub struct PathId<T>(pub T);
+
+impl<S: Send + Sync, T: FromStr> FromRequestParts<S> for PathId<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        raw.parse()
+            .map(Self)
+            .map_err(|_| ApiError::BadRequest(format!("{raw:?} is not a valid id")))
+    }
+}
+
+/// Query parameters, with a problem document on failure.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Self(value))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}

@@ -1,0 +1,84 @@
+//! api entry point: configuration, wiring and graceful shutdown. The api is
+//! stateless apart from its waiting requests; run as many as needed.
+
+mod auth;
+mod broker;
+mod catalog;
+mod config;
+mod extract;
+mod pending;
+mod problem;
+mod routes;
+mod state;
+mod views;
+mod waiters;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use shared::{
+    cache::AvailabilityCache,
+    settings::{LiveSettings, Settings},
+    shutdown::{retry_until_ok, terminate_signal},
+    topology::Topology,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{broker::Broker, config::Config, state::AppState, waiters::Waiters};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shared::telemetry::init();
+    let config = Config::parse();
+    let connections = &config.connections;
+    let timeout = connections.backend_timeout();
+
+    let db = retry_until_ok("MySQL", || shared::db::connect(connections)).await;
+    let etcd = retry_until_ok("etcd", || {
+        shared::etcd::connect(&connections.etcd_endpoints, timeout)
+    })
+    .await;
+    let cache = AvailabilityCache::new(&connections.redis_url, &connections.namespace, timeout)
+        .context("REDIS_URL")?;
+    let settings = LiveSettings::watch(
+        etcd.clone(),
+        &connections.namespace,
+        Settings::from_args(&config.settings),
+        timeout,
+    );
+    let broker = Broker::new(
+        Topology::new(&connections.namespace, connections.command_queue_max_length),
+        Waiters::new(config.max_waiters),
+        config.publish_timeout(),
+    );
+    let shutdown = CancellationToken::new();
+    let broker_task = tokio::spawn(
+        broker
+            .clone()
+            .run(connections.amqp_url.clone(), shutdown.clone()),
+    );
+
+    let state = AppState {
+        db: db.clone(),
+        cache,
+        settings,
+        broker,
+        etcd,
+        admin_token: Arc::from(config.admin_token.as_str()),
+        max_body_bytes: config.max_body_bytes,
+        backend_timeout: timeout,
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("binding {}", config.listen_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "api listening");
+    axum::serve(listener, routes::router(state))
+        .with_graceful_shutdown(terminate_signal())
+        .await?;
+    shutdown.cancel();
+    let _ = broker_task.await;
+    db.close().await?;
+    tracing::info!("api stopped");
+    Ok(())
+}

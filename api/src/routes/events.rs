@@ -1,0 +1,181 @@
+//! Event administration and availability reads.
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::Deserialize;
+use shared::entities::event;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{
+    auth::require_admin,
+    catalog,
+    extract::{JsonBody, PathId, QueryParams},
+    problem::{ApiError, Problem},
+    state::AppState,
+    views::{Event, EventPage, Tickets},
+};
+
+const MAX_CAPACITY: i32 = 10_000_000;
+const MAX_TEXT: usize = 200;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEvent {
+    pub name: String,
+    /// Number of tickets, 1 to 10,000,000.
+    pub capacity: i64,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub venue: Option<String>,
+}
+
+/// Tickets still available (served from Redis when it has them).
+#[utoipa::path(get, path = "/events/{id}/tickets", tag = "events",
+    params(("id" = i64, Path, description = "Event id")),
+    responses(
+        (status = 200, body = Tickets),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn tickets(
+    State(state): State<AppState>,
+    PathId(event_id): PathId<i64>,
+) -> Result<Json<Tickets>, ApiError> {
+    let tickets = catalog::available(&state, event_id).await?;
+    Ok(Json(Tickets { tickets }))
+}
+
+/// Creates an event (admin).
+#[utoipa::path(post, path = "/events", tag = "events",
+    request_body = NewEvent,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, body = Event),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(new): JsonBody<NewEvent>,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    let name = new.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_TEXT {
+        return Err(ApiError::Unprocessable(format!(
+            "name must be 1 to {MAX_TEXT} characters"
+        )));
+    }
+    let venue = new
+        .venue
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    if venue.is_some_and(|v| v.chars().count() > MAX_TEXT) {
+        return Err(ApiError::Unprocessable(format!(
+            "venue must be at most {MAX_TEXT} characters"
+        )));
+    }
+    let capacity = i32::try_from(new.capacity)
+        .ok()
+        .filter(|c| (1..=MAX_CAPACITY).contains(c))
+        .ok_or_else(|| {
+            ApiError::Unprocessable(format!("capacity must be between 1 and {MAX_CAPACITY}"))
+        })?;
+    let now = Utc::now();
+    let inserted = event::Entity::insert(event::ActiveModel {
+        name: Set(name.to_owned()),
+        venue: Set(venue.map(str::to_owned)),
+        starts_at: Set(new.starts_at),
+        capacity: Set(capacity),
+        available: Set(capacity),
+        fence_token: Set(0),
+        version: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    })
+    .exec(&state.db)
+    .await?;
+    let event = catalog::find(&state, inserted.last_insert_id).await?;
+    let location = format!("/events/{}", event.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(Event::from(event)),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only events with an id greater than this (the previous page's
+    /// `next_after`).
+    pub after: Option<i64>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<u64>,
+}
+
+/// Lists events by id, one page at a time.
+#[utoipa::path(get, path = "/events", tag = "events",
+    params(ListParams),
+    responses(
+        (status = 200, body = EventPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<Json<EventPage>, ApiError> {
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 100".into(),
+        ));
+    }
+    let rows = event::Entity::find()
+        .filter(event::Column::Id.gt(params.after.unwrap_or(0)))
+        .order_by_asc(event::Column::Id)
+        .limit(limit + 1)
+        .all(&state.db)
+        .await?;
+    let more = rows.len() as u64 > limit;
+    let events: Vec<Event> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(Event::from)
+        .collect();
+    let next_after = if more {
+        events.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok(Json(EventPage { events, next_after }))
+}
+
+/// One event, with its capacity and remaining tickets.
+#[utoipa::path(get, path = "/events/{id}", tag = "events",
+    params(("id" = i64, Path, description = "Event id")),
+    responses(
+        (status = 200, body = Event),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    PathId(event_id): PathId<i64>,
+) -> Result<Json<Event>, ApiError> {
+    Ok(Json(catalog::find(&state, event_id).await?.into()))
+}

@@ -1,0 +1,74 @@
+//! The router and the OpenAPI document generated from the handlers.
+
+pub mod events;
+pub mod health;
+pub mod reservations;
+pub mod reserve;
+pub mod users;
+
+use axum::{
+    Json, Router,
+    http::{Method, Uri},
+    routing::{get, post},
+};
+use tower_http::trace::TraceLayer;
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+use crate::{problem::ApiError, state::AppState};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Ticket reservation system", description = "Reserve tickets without overselling."),
+    paths(
+        events::tickets, events::create, events::list, events::get,
+        reserve::reserve,
+        reservations::get, reservations::cancel,
+        users::create,
+        health::healthz, health::readyz,
+    ),
+    modifiers(&AdminToken),
+)]
+pub struct ApiDoc;
+
+struct AdminToken;
+
+impl Modify for AdminToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/events", post(events::create).get(events::list))
+        .route("/events/{id}", get(events::get))
+        .route("/events/{id}/tickets", get(events::tickets))
+        .route("/events/{id}/reserve", post(reserve::reserve))
+        .route(
+            "/reservations/{id}",
+            get(reservations::get).delete(reservations::cancel),
+        )
+        .route("/users", post(users::create))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+}

@@ -1,0 +1,20 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+use shared::{cache::AvailabilityCache, settings::LiveSettings};
+
+use crate::broker::Broker;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub cache: AvailabilityCache,
+    pub settings: LiveSettings,
+    pub broker: Arc<Broker>,
+    pub etcd: etcd_client::Client,
+    pub admin_token: Arc<str>,
+    pub max_body_bytes: usize,
+    pub backend_timeout: std::time::Duration,
+}

@@ -1,0 +1,133 @@
+//! Response bodies. Field names of the seed-compatible ones are part of the
+//! contract (DESIGN.md §5).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shared::{
+    entities::{event, reservation, user},
+    messages::{Outcome, ReservationStatus},
+};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// `GET /events/{id}/tickets`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Tickets {
+    /// Tickets still available.
+    pub tickets: i32,
+}
+
+/// The answer to a reserve or cancel that was decided: `200` when it
+/// succeeded, `409` when it was rejected.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Decision {
+    pub message: String,
+    pub remaining_tickets: i32,
+    pub reservation_id: Uuid,
+    pub status: ReservationStatus,
+    pub quantity: i32,
+    pub event_id: i64,
+    pub user_id: Option<i64>,
+}
+
+impl From<Outcome> for Decision {
+    fn from(o: Outcome) -> Self {
+        Self {
+            message: o.message,
+            remaining_tickets: o.remaining_tickets,
+            reservation_id: o.reservation_id,
+            status: o.status,
+            quantity: o.quantity,
+            event_id: o.event_id,
+            user_id: o.user_id,
+        }
+    }
+}
+
+/// `202`: queued, not decided yet; poll `Location`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub reservation_id: Uuid,
+    pub status: ReservationStatus,
+    pub message: String,
+}
+
+/// A reservation as stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Reservation {
+    pub reservation_id: Uuid,
+    pub event_id: i64,
+    pub quantity: i32,
+    pub status: ReservationStatus,
+    pub user_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+impl From<reservation::Model> for Reservation {
+    fn from(r: reservation::Model) -> Self {
+        Self {
+            reservation_id: r.id,
+            event_id: r.event_id,
+            quantity: r.quantity,
+            status: r.status,
+            user_id: r.user_id,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            decided_at: r.decided_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Event {
+    pub id: i64,
+    pub name: String,
+    pub venue: Option<String>,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub capacity: i32,
+    pub remaining_tickets: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<event::Model> for Event {
+    fn from(e: event::Model) -> Self {
+        Self {
+            id: e.id,
+            name: e.name,
+            venue: e.venue,
+            starts_at: e.starts_at,
+            capacity: e.capacity,
+            remaining_tickets: e.available,
+            created_at: e.created_at,
+        }
+    }
+}
+
+/// One page of `GET /events`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next_after: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<user::Model> for User {
+    fn from(u: user::Model) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            name: u.name,
+            created_at: u.created_at,
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! `TestApp`: one isolated deployment per test. Each test gets its own
+//! database, its own queue/etcd/Redis namespace, an api process on a free
+//! port and worker processes, all against the real servers that
+//! `scripts/test` started (their URLs come from the environment).
+
+use std::{
+    collections::BTreeMap,
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use serde_json::{Value, json};
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests through scripts/test, which starts the servers")
+    })
+}
+
+/// Directory holding the `api` and `worker` binaries of this build.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory")
+        .to_path_buf();
+    for bin in ["api", "worker"] {
+        assert!(
+            dir.join(bin).exists(),
+            "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
+            dir.join(bin).display()
+        );
+    }
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Replaces the database name of a `mysql://…/name` URL.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, _) = url
+        .rsplit_once('/')
+        .expect("DATABASE_URL has a database part");
+    format!("{base}/{database}")
+}
+
+pub struct Options {
+    pub workers: usize,
+    pub env: BTreeMap<&'static str, String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub namespace: String,
+    pub db: DatabaseConnection,
+    pub http: reqwest::Client,
+    env: Vec<(String, String)>,
+    api: Child,
+    pub workers: Vec<Child>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let namespace = format!("t{}", &id[..12]);
+        let admin_url = env("DATABASE_URL");
+        let admin = shared::db::connect_url(&admin_url, 1, Duration::from_secs(10))
+            .await
+            .expect("connect to MySQL");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {namespace}"))
+            .await
+            .expect("create the test database");
+        admin.close().await.ok();
+        let database_url = with_database(&admin_url, &namespace);
+        let db = shared::db::connect_url(&database_url, 8, Duration::from_secs(10))
+            .await
+            .expect("connect to the test database");
+        Migrator::up(&db, None).await.expect("migrations");
+        migrations::seed_demo_event(&db).await.expect("demo event");
+
+        let port = free_port();
+        let mut env: Vec<(String, String)> = vec![
+            ("DATABASE_URL".into(), database_url.clone()),
+            ("DATABASE_MAX_CONNECTIONS".into(), "8".into()),
+            ("AMQP_URL".into(), env("AMQP_URL")),
+            ("ETCD_ENDPOINTS".into(), env("ETCD_ENDPOINTS")),
+            ("REDIS_URL".into(), env("REDIS_URL")),
+            ("ADMIN_TOKEN".into(), env("ADMIN_TOKEN")),
+            ("TICKETS_NAMESPACE".into(), namespace.clone()),
+            ("LISTEN_ADDR".into(), format!("127.0.0.1:{port}")),
+            (
+                "RUST_LOG".into(),
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            ),
+        ];
+        for (key, value) in options.env {
+            env.retain(|(k, _)| k != key);
+            env.push((key.to_owned(), value));
+        }
+        let mut app = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            namespace,
+            db,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(64)
+                .build()
+                .expect("http client"),
+            api: spawn("api", &env),
+            workers: Vec::new(),
+            env,
+        };
+        for _ in 0..options.workers {
+            app.add_worker();
+        }
+        app.wait_ready().await;
+        app
+    }
+
+    pub fn add_worker(&mut self) {
+        let child = spawn("worker", &self.env);
+        self.workers.push(child);
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = self.http.get(self.url("/readyz")).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.api.try_wait() {
+                panic!("api exited during start-up: {status}");
+            }
+            assert!(Instant::now() < deadline, "api not ready within 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn tickets(&self, event_id: i64) -> i64 {
+        let response = self
+            .http
+            .get(self.url(&format!("/events/{event_id}/tickets")))
+            .send()
+            .await
+            .expect("GET tickets");
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.expect("json")["tickets"]
+            .as_i64()
+            .expect("tickets is a number")
+    }
+
+    pub async fn create_event(&self, capacity: i64) -> i64 {
+        let response = self
+            .http
+            .post(self.url("/events"))
+            .bearer_auth(env("ADMIN_TOKEN"))
+            .json(&json!({"name": "Test event", "capacity": capacity}))
+            .send()
+            .await
+            .expect("POST /events");
+        assert_eq!(response.status(), 201);
+        response.json::<Value>().await.expect("json")["id"]
+            .as_i64()
+            .expect("event id")
+    }
+
+    /// POST reserve with an optional JSON body; returns status and body.
+    pub async fn reserve(&self, event_id: i64, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(self.url(&format!("/events/{event_id}/reserve")));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("POST reserve");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls `GET /reservations/{id}` until its status is not `pending`.
+    pub async fn wait_decided(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let response = self
+                .http
+                .get(self.url(&format!("/reservations/{id}")))
+                .send()
+                .await
+                .expect("GET reservation");
+            if response.status() == 200 {
+                let body: Value = response.json().await.expect("json");
+                if body["status"] != "pending" {
+                    return body;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "reservation {id} not decided in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn etcd_key(&self, key: &str) -> String {
+        format!("{}{key}", shared::etcd::config_prefix(&self.namespace))
+    }
+
+    pub async fn etcd(&self) -> etcd_client::Client {
+        shared::etcd::connect(&[env("ETCD_ENDPOINTS")], Duration::from_secs(5))
+            .await
+            .expect("etcd")
+    }
+}
+
+fn spawn(binary: &str, env: &[(String, String)]) -> Child {
+    Command::new(bin_dir().join(binary))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {binary}: {e}"))
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        for child in std::iter::once(&mut self.api).chain(self.workers.iter_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Bad input gets a clear 4xx problem document and changes nothing.
+
+use reqwest::Method;
+use sea_orm::{EntityTrait, PaginatorTrait};
+use serde_json::Value;
+use shared::entities::{event, reservation, user};
+
+use crate::app::{TestApp, env};
+
+struct Case {
+    name: &'static str,
+    method: Method,
+    path: &'static str,
+    content_type: Option<&'static str>,
+    body: Option<String>,
+    headers: Vec<(&'static str, String)>,
+    admin: bool,
+    want: u16,
+}
+
+fn case(name: &'static str, method: Method, path: &'static str, want: u16) -> Case {
+    Case {
+        name,
+        method,
+        path,
+        content_type: None,
+        body: None,
+        headers: Vec::new(),
+        admin: false,
+        want,
+    }
+}
+
+impl Case {
+    fn json(mut self, body: &str) -> Self {
+        self.content_type = Some("application/json");
+        self.body = Some(body.to_owned());
+        self
+    }
+
+    fn raw(mut self, content_type: &'static str, body: String) -> Self {
+        self.content_type = Some(content_type);
+        self.body = Some(body);
+        self
+    }
+
+    fn header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    fn admin(mut self) -> Self {
+        self.admin = true;
+        self
+    }
+}
+
+async fn counts(app: &TestApp) -> (u64, u64, u64) {
+    (
+        event::Entity::find().count(&app.db).await.unwrap(),
+        reservation::Entity::find().count(&app.db).await.unwrap(),
+        user::Entity::find().count(&app.db).await.unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_problem_and_changes_nothing() {
+    use Method as M;
+    let app = TestApp::spawn().await;
+    let reserve = "/events/1/reserve";
+    let cases = vec![
+        case("non-numeric event id", M::POST, "/events/abc/reserve", 400),
+        case("unknown event", M::POST, "/events/999999/reserve", 404),
+        case("negative event id", M::POST, "/events/-5/reserve", 404),
+        case(
+            "huge event id",
+            M::POST,
+            "/events/99999999999999999999999/reserve",
+            400,
+        ),
+        case("zero quantity", M::POST, reserve, 422).json(r#"{"quantity": 0}"#),
+        case("negative quantity", M::POST, reserve, 422).json(r#"{"quantity": -1}"#),
+        case("quantity over the maximum", M::POST, reserve, 422).json(r#"{"quantity": 11}"#),
+        case("enormous quantity", M::POST, reserve, 422).json(r#"{"quantity": 1e30}"#),
+        case("quantity as a string", M::POST, reserve, 422).json(r#"{"quantity": "2"}"#),
+        case("fractional quantity", M::POST, reserve, 422).json(r#"{"quantity": 1.5}"#),
+        case("unknown field", M::POST, reserve, 422).json(r#"{"qty": 1}"#),
+        case("array body", M::POST, reserve, 422).json("[1, 2]"),
+        case("malformed JSON", M::POST, reserve, 400).json(r#"{"quantity":"#),
+        case("unknown user", M::POST, reserve, 422).json(r#"{"user_id": 424242}"#),
+        case("wrong content type", M::POST, reserve, 415).raw("text/plain", "{}".into()),
+        case("oversized body", M::POST, reserve, 413).raw(
+            "application/json",
+            format!(r#"{{"pad": "{}"}}"#, "x".repeat(64 * 1024)),
+        ),
+        case("idempotency key too long", M::POST, reserve, 400)
+            .header("idempotency-key", "k".repeat(300)),
+        case(
+            "bad wait parameter",
+            M::POST,
+            "/events/1/reserve?wait=maybe",
+            400,
+        ),
+        case(
+            "reservation id not a uuid",
+            M::GET,
+            "/reservations/not-a-uuid",
+            400,
+        ),
+        case(
+            "unknown reservation",
+            M::DELETE,
+            "/reservations/0190a5c4-0000-7000-8000-000000000000",
+            404,
+        ),
+        case("unknown route", M::GET, "/events/1/tickets/extra", 404),
+        case("wrong method", M::DELETE, "/events/1", 405),
+        case("create event without token", M::POST, "/events", 401)
+            .json(r#"{"name": "x", "capacity": 10}"#),
+        case("create event with a wrong token", M::POST, "/events", 401)
+            .json(r#"{"name": "x", "capacity": 10}"#)
+            .header("authorization", "Bearer wrong".into()),
+        case("event with zero capacity", M::POST, "/events", 422)
+            .json(r#"{"name": "x", "capacity": 0}"#)
+            .admin(),
+        case("event without a name", M::POST, "/events", 422)
+            .json(r#"{"name": " ", "capacity": 10}"#)
+            .admin(),
+        case("event with a bad date", M::POST, "/events", 422)
+            .json(r#"{"name": "x", "capacity": 10, "starts_at": "tomorrow"}"#)
+            .admin(),
+        case("user without email", M::POST, "/users", 422)
+            .json(r#"{"email": "nope", "name": "A"}"#),
+        case("user with missing name", M::POST, "/users", 422).json(r#"{"email": "a@b.c"}"#),
+        case("events page too large", M::GET, "/events?limit=1000", 400),
+    ];
+    let before = counts(&app).await;
+    let tickets_before = app.tickets(1).await;
+    for c in cases {
+        let mut request = app.http.request(c.method.clone(), app.url(c.path));
+        if let Some(content_type) = c.content_type {
+            request = request.header("content-type", content_type);
+        }
+        if let Some(body) = c.body {
+            request = request.body(body);
+        }
+        for (name, value) in c.headers {
+            request = request.header(name, value);
+        }
+        if c.admin {
+            request = request.bearer_auth(env("ADMIN_TOKEN"));
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, c.want, "{}: {body}", c.name);
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/problem+json"),
+            "{}",
+            c.name
+        );
+        assert_eq!(body["status"], c.want, "{}: problem status member", c.name);
+        assert!(
+            body["title"].is_string() && body["detail"].is_string(),
+            "{}",
+            c.name
+        );
+    }
+    assert_eq!(
+        counts(&app).await,
+        before,
+        "a rejected request changed the database"
+    );
+    assert_eq!(app.tickets(1).await, tickets_before);
+
+    // The API describes itself.
+    let spec: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(spec["paths"]["/events/{id}/reserve"]["post"].is_object());
+}

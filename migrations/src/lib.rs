@@ -1,0 +1,31 @@
+//! The database schema, as sea-orm migrations, plus the demo data the seed
+//! scenario expects. Run by the `migrate` binary (a one-shot job in
+//! deployments) and by the system tests for each test database.
+
+use sea_orm::{ConnectionTrait, DbErr, Statement};
+pub use sea_orm_migration::MigratorTrait;
+use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_initial;
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_initial::Migration)]
+    }
+}
+
+/// Creates event 1 ("Demo event", 100 tickets) unless it already exists, so
+/// the seed document's curl commands work on a fresh database. Never touches
+/// an existing event 1.
+pub async fn seed_demo_event<C: ConnectionTrait>(db: &C) -> Result<bool, DbErr> {
+    let inserted = db
+        .execute_raw(Statement::from_string(
+            db.get_database_backend(),
+            "INSERT IGNORE INTO events (id, name, venue, capacity, available) \
+             VALUES (1, 'Demo event', NULL, 100, 100)",
+        ))
+        .await?;
+    Ok(inserted.rows_affected() == 1)
+}

@@ -1,0 +1,54 @@
+//! Connection settings shared by every binary, read from flags or the
+//! environment (12-factor). Each binary flattens these into its own typed
+//! configuration struct.
+
+use std::time::Duration;
+
+use clap::Args;
+
+/// Where the four backing services live and how this deployment names its
+/// resources in them.
+#[derive(Args, Debug, Clone)]
+pub struct ConnectionArgs {
+    /// MySQL/MariaDB URL (`mysql://user:password@host:port/database`).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    /// Maximum number of pooled MySQL connections per process.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+
+    /// RabbitMQ URL (`amqp://user:password@host:port/vhost`).
+    #[arg(long, env = "AMQP_URL")]
+    pub amqp_url: String,
+
+    /// Comma-separated etcd client endpoints.
+    #[arg(long, env = "ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+
+    /// Redis URL for the availability cache; empty disables the cache.
+    #[arg(long, env = "REDIS_URL", default_value = "")]
+    pub redis_url: String,
+
+    /// Prefix of every queue, etcd key and Redis key this deployment uses, so
+    /// several deployments (or test runs) can share the same servers.
+    #[arg(long, env = "TICKETS_NAMESPACE", default_value = "tickets")]
+    pub namespace: String,
+
+    /// Longest the command queue may grow; beyond it RabbitMQ refuses
+    /// publishes and the api sheds load with 503. Must be the same for every
+    /// process of a deployment (it is part of the queue's declaration).
+    #[arg(long, env = "COMMAND_QUEUE_MAX_LENGTH", default_value_t = 100_000)]
+    pub command_queue_max_length: i64,
+
+    /// Upper bound on a single call to MySQL, RabbitMQ, etcd or Redis before
+    /// the request fails with 503 instead of hanging.
+    #[arg(long, env = "BACKEND_TIMEOUT_MS", default_value_t = 2000)]
+    pub backend_timeout_ms: u64,
+}
+
+impl ConnectionArgs {
+    pub fn backend_timeout(&self) -> Duration {
+        Duration::from_millis(self.backend_timeout_ms)
+    }
+}

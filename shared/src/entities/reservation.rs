@@ -1,0 +1,27 @@
+//! A reservation. Its id is the dedupe record: the row is written in the
+//! same transaction as the decrement, so a redelivered command finds it.
+
+use sea_orm::entity::prelude::*;
+
+use crate::messages::ReservationStatus;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "reservations")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub event_id: i64,
+    pub user_id: Option<i64>,
+    pub quantity: i32,
+    pub status: ReservationStatus,
+    /// Fencing token of the lock hold that last decided this row.
+    pub fence_token: Option<i64>,
+    pub created_at: ChronoDateTimeUtc,
+    pub updated_at: ChronoDateTimeUtc,
+    pub decided_at: Option<ChronoDateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,174 @@
+//! What travels through RabbitMQ: commands from the api to the workers and
+//! outcomes back. Every message carries a format version so a worker can
+//! dead-letter what it does not understand instead of guessing.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The only command format this build understands.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// State of a reservation. `pending` until a worker decides it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationStatus {
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    #[sea_orm(string_value = "confirmed")]
+    Confirmed,
+    #[sea_orm(string_value = "rejected")]
+    Rejected,
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
+}
+
+impl ReservationStatus {
+    pub fn is_decided(self) -> bool {
+        self != Self::Pending
+    }
+
+    /// The message that goes with a reservation in this state.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Pending => "Reservation pending",
+            Self::Confirmed => "Ticket reserved",
+            Self::Rejected => "Not enough tickets",
+            Self::Cancelled => "Reservation cancelled",
+        }
+    }
+}
+
+/// A request for a worker to decide.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    Reserve {
+        reservation_id: Uuid,
+        event_id: i64,
+        quantity: i32,
+        user_id: Option<i64>,
+    },
+    Cancel {
+        reservation_id: Uuid,
+        event_id: i64,
+    },
+}
+
+impl Command {
+    pub fn reservation_id(&self) -> Uuid {
+        match self {
+            Self::Reserve { reservation_id, .. } | Self::Cancel { reservation_id, .. } => {
+                *reservation_id
+            }
+        }
+    }
+
+    pub fn event_id(&self) -> i64 {
+        match self {
+            Self::Reserve { event_id, .. } | Self::Cancel { event_id, .. } => *event_id,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope<T> {
+    v: u8,
+    #[serde(flatten)]
+    body: T,
+}
+
+/// Why a message body could not be turned into a command.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unparseable message: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("unsupported message version {0}")]
+    UnknownVersion(u8),
+}
+
+pub fn encode<T: Serialize>(body: &T) -> Vec<u8> {
+    serde_json::to_vec(&Envelope {
+        v: FORMAT_VERSION,
+        body,
+    })
+    .expect("commands and outcomes are plain data and always serialize")
+}
+
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, DecodeError> {
+    #[derive(Deserialize)]
+    struct Version {
+        v: u8,
+    }
+    let Version { v } = serde_json::from_slice(bytes)?;
+    if v != FORMAT_VERSION {
+        return Err(DecodeError::UnknownVersion(v));
+    }
+    let envelope: Envelope<T> = serde_json::from_slice(bytes)?;
+    Ok(envelope.body)
+}
+
+/// A worker's decision about one command, sent back to the api replica that
+/// is waiting for it. It describes the reservation as stored after the
+/// decision, which for a redelivered command is the earlier decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub reservation_id: Uuid,
+    pub event_id: i64,
+    pub quantity: i32,
+    pub user_id: Option<i64>,
+    pub status: ReservationStatus,
+    pub remaining_tickets: i32,
+    /// A short human-readable explanation of the decision.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_round_trips_with_version() {
+        let command = Command::Reserve {
+            reservation_id: Uuid::nil(),
+            event_id: 7,
+            quantity: 2,
+            user_id: Some(3),
+        };
+        let bytes = encode(&command);
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.contains(r#""v":1"#), "{text}");
+        assert!(text.contains(r#""type":"reserve""#), "{text}");
+        assert_eq!(decode::<Command>(&bytes).unwrap(), command);
+    }
+
+    #[test]
+    fn rejects_unknown_version_and_garbage() {
+        let future = br#"{"v":2,"type":"reserve","reservation_id":"00000000-0000-0000-0000-000000000000","event_id":1,"quantity":1,"user_id":null}"#;
+        assert!(matches!(
+            decode::<Command>(future),
+            Err(DecodeError::UnknownVersion(2))
+        ));
+        assert!(matches!(
+            decode::<Command>(b"\xff garbage"),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode::<Command>(br#"{"v":1,"type":"explode"}"#),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+}

@@ -1,0 +1,36 @@
+//! The worker's configuration, from flags or the environment.
+
+use std::time::Duration;
+
+use clap::Parser;
+use shared::{config::ConnectionArgs, settings::SettingsArgs};
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "worker", about = "Decide reservation commands from RabbitMQ")]
+pub struct Config {
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+
+    /// Unacknowledged commands RabbitMQ may hand this worker at once; bounds
+    /// the batch size whatever the live setting says.
+    #[arg(long, env = "WORKER_PREFETCH", default_value_t = 512)]
+    pub prefetch: u16,
+
+    /// TTL of the etcd lease that backs this worker's locks. A worker that
+    /// stops renewing it loses its locks after this long.
+    #[arg(long, env = "LOCK_LEASE_TTL_SECS", default_value_t = 5)]
+    pub lease_ttl_secs: i64,
+
+    /// How long to wait for an event's lock before giving up and retrying.
+    #[arg(long, env = "LOCK_WAIT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub lock_wait_timeout_ms: u64,
+}
+
+impl Config {
+    pub fn lock_wait_timeout(&self) -> Duration {
+        Duration::from_millis(self.lock_wait_timeout_ms)
+    }
+}

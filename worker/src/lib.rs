@@ -1,0 +1,9 @@
+//! The worker: consumes reservation commands in batches and decides each
+//! event's commands under that event's etcd lock, in one MySQL transaction
+//! fenced by the lock's revision (DESIGN.md §3–4).
+
+pub mod config;
+pub mod consumer;
+pub mod decide;
+pub mod lease;
+pub mod lock;

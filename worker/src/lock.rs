@@ -1,0 +1,72 @@
+//! Per-event etcd locks and their fencing tokens.
+//!
+//! The lock only keeps workers from wasting work on the same hot row; it does
+//! not by itself prevent overselling (a stalled holder's lease can expire
+//! while it still believes it holds the lock). What does is the token: the
+//! lock key's `create_revision`, which etcd makes strictly increasing, and
+//! which the event row refuses to go back on (see `decide`).
+
+use std::time::Duration;
+
+use etcd_client::{Client, LockOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("no etcd lease (etcd unreachable?)")]
+    NoLease,
+    #[error("timed out waiting for lock {0}")]
+    Timeout(String),
+    #[error("lock {0} vanished right after it was granted (lease expired)")]
+    Lost(String),
+    #[error(transparent)]
+    Etcd(#[from] etcd_client::Error),
+}
+
+/// A held lock. Release it with [`release`]; if the process dies instead,
+/// the lock expires with the worker's lease.
+#[derive(Debug)]
+pub struct HeldLock {
+    key: Vec<u8>,
+    /// The fencing token of this hold.
+    pub token: i64,
+}
+
+pub async fn acquire(
+    client: &mut Client,
+    name: &str,
+    lease: Option<i64>,
+    wait: Duration,
+) -> Result<HeldLock, LockError> {
+    let lease = lease.ok_or(LockError::NoLease)?;
+    let options = LockOptions::new().with_lease(lease);
+    let key = match tokio::time::timeout(wait, client.lock(name, Some(options))).await {
+        Ok(response) => response?.key().to_vec(),
+        Err(_) => {
+            // etcd queued us under `<name>/<lease hex>`; withdraw so that our
+            // abandoned place in line does not block the next holder.
+            let waiting = format!("{name}/{lease:x}");
+            if let Err(error) = client.delete(waiting, None).await {
+                tracing::warn!(%error, name, "could not withdraw from the lock queue");
+            }
+            return Err(LockError::Timeout(name.to_owned()));
+        }
+    };
+    let token = tokio::time::timeout(wait, client.get(key.clone(), None))
+        .await
+        .map_err(|_| LockError::Timeout(name.to_owned()))??
+        .kvs()
+        .first()
+        .map(|kv| kv.create_revision())
+        .ok_or_else(|| LockError::Lost(name.to_owned()))?;
+    Ok(HeldLock { key, token })
+}
+
+/// Releases a lock; failure only delays the next holder until the lease
+/// expires, so it is logged rather than returned.
+pub async fn release(client: &mut Client, lock: HeldLock) {
+    match tokio::time::timeout(Duration::from_secs(2), client.unlock(lock.key)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "unlock failed; the lock expires with the lease"),
+        Err(_) => tracing::warn!("unlock timed out; the lock expires with the lease"),
+    }
+}

@@ -1,0 +1,60 @@
+//! Worker entry point: wiring and shutdown. Any number of workers may run;
+//! they share the command queue.
+
+use clap::Parser;
+use shared::{
+    cache::AvailabilityCache,
+    settings::{LiveSettings, Settings},
+    shutdown::{retry_until_ok, terminate_signal},
+};
+use tokio_util::sync::CancellationToken;
+use worker::{config::Config, consumer::Worker, lease::Lease};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shared::telemetry::init();
+    let config = Config::parse();
+    let connections = &config.connections;
+    let timeout = connections.backend_timeout();
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            terminate_signal().await;
+            shutdown.cancel();
+        }
+    });
+
+    let db = retry_until_ok("MySQL", || shared::db::connect(connections)).await;
+    let etcd = retry_until_ok("etcd", || {
+        shared::etcd::connect(&connections.etcd_endpoints, timeout)
+    })
+    .await;
+    let cache = AvailabilityCache::new(&connections.redis_url, &connections.namespace, timeout)?;
+    let settings = LiveSettings::watch(
+        etcd.clone(),
+        &connections.namespace,
+        Settings::from_args(&config.settings),
+        timeout,
+    );
+    let (lease, lease_task) = Lease::spawn(etcd.clone(), config.lease_ttl_secs, shutdown.clone());
+
+    let worker = Worker {
+        config: config.clone(),
+        db,
+        etcd,
+        cache,
+        settings,
+        lease,
+    };
+    tracing::info!("worker started");
+    worker.run(&shutdown).await;
+    shutdown.cancel();
+    // Revoking the lease releases this worker's locks at once instead of
+    // after the TTL.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), lease_task).await;
+    worker.db.close().await?;
+    tracing::info!("worker stopped");
+    Ok(())
+}

@@ -12,9 +12,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QuerySelect, TransactionTrait,
-    sea_query::{Expr, ExprTrait, OnConflict},
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, QuerySelect, QueryTrait, Statement, TransactionTrait,
+    sea_query::{Expr, ExprTrait, MysqlQueryBuilder, OnConflict, Query},
 };
 use shared::{
     entities::{event, reservation},
@@ -71,14 +71,18 @@ pub async fn decide(
     }
 
     let ids: Vec<Uuid> = commands.iter().map(Command::reservation_id).collect();
-    let mut rows: HashMap<Uuid, reservation::Model> = reservation::Entity::find()
-        .filter(reservation::Column::Id.is_in(ids))
+    let select = reservation::Entity::find()
+        .filter(reservation::Column::Id.is_in(ids.iter().map(|id| id.as_bytes().to_vec())))
         .lock_exclusive()
-        .all(&txn)
-        .await?
-        .into_iter()
-        .map(|row| (row.id, row))
-        .collect();
+        .into_query()
+        .to_string(MysqlQueryBuilder);
+    let mut rows: HashMap<Uuid, reservation::Model> =
+        reservation::Model::find_by_statement(Statement::from_string(DbBackend::MySql, select))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|row| (row.id, row))
+            .collect();
 
     let now = Utc::now();
     let mut available = event.available;
@@ -154,23 +158,7 @@ pub async fn decide(
             availability: Some((event.available, event.version)),
         });
     }
-    let models = changed.iter().filter_map(|id| rows.get(id)).map(|row| {
-        // Every column is (re)written: new rows are inserted whole, and rows
-        // the api created as `pending` are updated by the conflict clause.
-        reservation::ActiveModel::from(row.clone()).reset_all()
-    });
-    reservation::Entity::insert_many(models)
-        .on_conflict(
-            OnConflict::column(reservation::Column::Id)
-                .update_columns([
-                    reservation::Column::Status,
-                    reservation::Column::FenceToken,
-                    reservation::Column::UpdatedAt,
-                    reservation::Column::DecidedAt,
-                ])
-                .to_owned(),
-        )
-        .exec_without_returning(&txn)
+    txn.execute_unprepared(&upsert(changed.iter().filter_map(|id| rows.get(id)))?)
         .await?;
     let updated = event::Entity::update_many()
         .col_expr(event::Column::Available, Expr::value(available))
@@ -195,6 +183,54 @@ pub async fn decide(
         outcomes,
         availability: Some((available, event.version + 1)),
     })
+}
+
+/// One multi-row `INSERT … ON DUPLICATE KEY UPDATE` for the decided rows:
+/// new rows are inserted whole, rows the api created as `pending` get their
+/// decision.
+///
+/// The two statements whose shape depends on the batch size (this one and
+/// the `IN (…)` select) are sent as plain text with their values inlined
+/// (all typed values, escaped by sea-query) rather than as prepared
+/// statements: batches of every size would churn sqlx's per-connection
+/// statement cache, and each eviction sends a `COM_STMT_CLOSE` that gets no
+/// reply, so with sqlx 0.9 (no `TCP_NODELAY`) the next packet waits ~40 ms
+/// for a delayed ACK.
+fn upsert<'a>(rows: impl Iterator<Item = &'a reservation::Model>) -> Result<String, DbErr> {
+    use reservation::Column as C;
+    let mut insert = Query::insert();
+    insert.into_table(reservation::Entity).columns([
+        C::Id,
+        C::EventId,
+        C::UserId,
+        C::Quantity,
+        C::Status,
+        C::FenceToken,
+        C::CreatedAt,
+        C::UpdatedAt,
+        C::DecidedAt,
+    ]);
+    for row in rows {
+        insert
+            .values([
+                row.id.as_bytes().to_vec().into(),
+                row.event_id.into(),
+                row.user_id.into(),
+                row.quantity.into(),
+                row.status.to_value().into(),
+                row.fence_token.into(),
+                row.created_at.naive_utc().into(),
+                row.updated_at.naive_utc().into(),
+                row.decided_at.map(|at| at.naive_utc()).into(),
+            ])
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
+    }
+    insert.on_conflict(
+        OnConflict::column(C::Id)
+            .update_columns([C::Status, C::FenceToken, C::UpdatedAt, C::DecidedAt])
+            .to_owned(),
+    );
+    Ok(insert.to_string(MysqlQueryBuilder))
 }
 
 fn outcome(row: &reservation::Model, remaining: i32, message: &str) -> Outcome {

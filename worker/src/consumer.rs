@@ -182,6 +182,7 @@ impl Worker {
         let decided = self
             .decide_until_done(event_id, &commands, shutdown)
             .await?;
+        let decided_in = started.elapsed();
         if let Some((available, version)) = decided.availability {
             self.cache.store(event_id, version, available).await;
         }
@@ -206,6 +207,7 @@ impl Worker {
                 tracing::warn!(%error, "could not publish an outcome");
             }
         }
+        let replied_in = started.elapsed();
         for (delivery, _) in &items {
             delivery.acker.ack(BasicAckOptions::default()).await?;
         }
@@ -217,7 +219,9 @@ impl Worker {
             confirmed,
             rejected,
             remaining = decided.availability.map(|(a, _)| a),
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            decide_ms = decided_in.as_millis() as u64,
+            reply_ms = (replied_in - decided_in).as_millis() as u64,
+            ack_ms = (started.elapsed() - replied_in).as_millis() as u64,
             "batch decided"
         );
         Ok(())
@@ -246,6 +250,7 @@ impl Worker {
     }
 
     async fn attempt(&self, event_id: i64, commands: &[Command]) -> Result<Decided, AttemptError> {
+        let started = Instant::now();
         let mut etcd = self.etcd.clone();
         let name = event_lock_name(&self.config.connections.namespace, event_id);
         let held = lock::acquire(
@@ -255,8 +260,21 @@ impl Worker {
             self.config.lock_wait_timeout(),
         )
         .await?;
+        let locked = Instant::now();
+        tracing::debug!(
+            event_id,
+            lock_ms = (locked - started).as_millis() as u64,
+            "lock acquired"
+        );
         let result = decide::decide(&self.db, event_id, held.token, commands).await;
+        let committed = Instant::now();
         lock::release(&mut etcd, held).await;
+        tracing::debug!(
+            event_id,
+            transaction_ms = (committed - locked).as_millis() as u64,
+            unlock_ms = committed.elapsed().as_millis() as u64,
+            "lock hold"
+        );
         Ok(result?)
     }
 }

@@ -271,10 +271,11 @@ _svc_mysql_launch() {
         echo 'collation-server = utf8mb4_general_ci'
         echo 'skip-name-resolve'
         echo 'innodb_buffer_pool_size = 256M'
-        echo 'innodb_flush_log_at_trx_commit = 2'
         if [[ $SVC_DB_GRANT == global ]]; then
             # Test stack: many short-lived databases and connection pools;
-            # durability is irrelevant.
+            # durability is irrelevant. (The dev stack keeps the durable
+            # default, a flush per commit, like production.)
+            echo 'innodb_flush_log_at_trx_commit = 2'
             echo 'max_connections = 1000'
             echo 'innodb_doublewrite = 0'
             echo 'sync_binlog = 0'

@@ -2,11 +2,13 @@
 //! axum's own rejections answer in plain text.
 
 use axum::{
+    body::{Body, Bytes},
     extract::{FromRequest, FromRequestParts, Path, Query, Request},
     http::{header, request::Parts},
 };
 use std::str::FromStr;
 
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::{problem::ApiError, state::AppState};
@@ -26,10 +28,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase())
             .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
-        let limit = state.max_body_bytes;
-        let bytes = axum::body::to_bytes(request.into_body(), limit)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge(limit))?;
+        let bytes = read_body(request.into_body(), state.max_body_bytes).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(None));
         }
@@ -52,6 +51,32 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             OptionalJson(None) => Err(ApiError::BadRequest("a JSON body is required".into())),
         }
     }
+}
+
+/// How much of an oversized body is still read (and thrown away) before
+/// answering 413. Closing a connection with unread request bytes makes the
+/// kernel send a reset, which can destroy the 413 before the client reads
+/// it; draining a bounded amount lets ordinary clients see the answer.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut buffer = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
+        seen += chunk.len();
+        if seen > limit + DRAIN_LIMIT {
+            break;
+        }
+        if seen <= limit {
+            buffer.extend_from_slice(&chunk);
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    Ok(Bytes::from(buffer))
 }
 
 fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

@@ -13,7 +13,8 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::Utc;
 use sea_orm::{
     ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, QueryFilter, QuerySelect, QueryTrait, Statement, TransactionTrait,
+    FromQueryResult, IsolationLevel, QueryFilter, QuerySelect, QueryTrait, Statement,
+    TransactionTrait,
     sea_query::{Expr, ExprTrait, MysqlQueryBuilder, OnConflict, Query},
 };
 use shared::{
@@ -48,7 +49,13 @@ pub async fn decide(
     fence: i64,
     commands: &[Command],
 ) -> Result<Decided, DecideError> {
-    let txn = db.begin().await?;
+    // READ COMMITTED: the event row lock already serialises deciders of one
+    // event; REPEATABLE READ would add gap locks on the reservations index
+    // (new ids are time-ordered, so every batch locks the same last gap),
+    // making concurrent groups of different events deadlock.
+    let txn = db
+        .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
+        .await?;
     let Some(event) = event::Entity::find_by_id(event_id)
         .lock_exclusive()
         .one(&txn)

@@ -27,9 +27,26 @@ pub struct Config {
     /// How long to wait for an event's lock before giving up and retrying.
     #[arg(long, env = "LOCK_WAIT_TIMEOUT_MS", default_value_t = 10_000)]
     pub lock_wait_timeout_ms: u64,
+
+    /// Keep an event's lock across consecutive batches for up to this long,
+    /// then hand it over (0 = one lock hold per batch).
+    #[arg(long, env = "LOCK_MAX_HOLD_MS", default_value_t = 100)]
+    pub lock_max_hold_ms: u64,
+
+    /// Release kept locks when no command arrives for this long.
+    #[arg(long, env = "LOCK_IDLE_RELEASE_MS", default_value_t = 20)]
+    pub lock_idle_release_ms: u64,
 }
 
 impl Config {
+    pub fn lock_max_hold(&self) -> Duration {
+        Duration::from_millis(self.lock_max_hold_ms)
+    }
+
+    pub fn lock_idle_release(&self) -> Duration {
+        Duration::from_millis(self.lock_idle_release_ms)
+    }
+
     pub fn lock_wait_timeout(&self) -> Duration {
         Duration::from_millis(self.lock_wait_timeout_ms)
     }

@@ -4,7 +4,10 @@
 //! a crash at any point leads to redelivery, and redelivery to the stored
 //! decision.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use backon::BackoffBuilder;
 use futures::StreamExt;
@@ -32,7 +35,7 @@ use crate::{
     config::Config,
     decide::{self, DecideError, Decided},
     lease::Lease,
-    lock::{self, LockError},
+    lock::{self, HeldLock, LockError},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -54,21 +57,79 @@ enum AttemptError {
 }
 
 pub struct Worker {
-    pub config: Config,
-    pub db: DatabaseConnection,
-    pub etcd: etcd_client::Client,
-    pub cache: AvailabilityCache,
-    pub settings: LiveSettings,
-    pub lease: Lease,
+    config: Config,
+    db: DatabaseConnection,
+    etcd: etcd_client::Client,
+    cache: AvailabilityCache,
+    settings: LiveSettings,
+    lease: Lease,
+    /// Event locks kept between batches: while one event stays busy, its
+    /// next batch needs no etcd round trip. Bounded in time (see `attempt`)
+    /// so that other workers waiting for the lock get their turn.
+    holds: tokio::sync::Mutex<HashMap<i64, Hold>>,
+}
+
+struct Hold {
+    lock: HeldLock,
+    acquired: Instant,
 }
 
 impl Worker {
+    pub fn new(
+        config: Config,
+        db: DatabaseConnection,
+        etcd: etcd_client::Client,
+        cache: AvailabilityCache,
+        settings: LiveSettings,
+        lease: Lease,
+    ) -> Self {
+        Self {
+            config,
+            db,
+            etcd,
+            cache,
+            settings,
+            lease,
+            holds: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Releases every kept lock (idle, or stopping).
+    async fn release_holds(&self) {
+        self.release_holds_except(None).await;
+    }
+
+    /// Releases every kept lock but `event`'s.
+    async fn release_holds_except(&self, event: Option<i64>) {
+        let holds: Vec<Hold> = {
+            let mut holds = self.holds.lock().await;
+            let unused: Vec<i64> = holds
+                .keys()
+                .copied()
+                .filter(|e| Some(*e) != event)
+                .collect();
+            unused.iter().filter_map(|e| holds.remove(e)).collect()
+        };
+        let mut etcd = self.etcd.clone();
+        for hold in holds {
+            lock::release(&mut etcd, hold.lock).await;
+        }
+    }
+
     /// Consumes until `shutdown`, reconnecting to the broker as needed.
     pub async fn run(&self, shutdown: &CancellationToken) {
         let mut delays = reconnect_backoff().build();
         loop {
             let started = Instant::now();
-            match self.session(shutdown).await {
+            let result = self.session(shutdown).await;
+            // Whatever ended the session, no batch is in progress: hand the
+            // kept locks back rather than make other workers wait them out.
+            self.release_holds().await;
+            match result {
                 Ok(()) | Err(SessionError::ShuttingDown) => return,
                 Err(error) => tracing::warn!(%error, "broker session ended"),
             }
@@ -126,10 +187,24 @@ impl Worker {
             let size = settings
                 .batch_size
                 .min(usize::from(self.config.prefetch.max(1)));
-            let batch = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                batch = next_batch(&mut consumer, size, settings.batch_linger) => batch?,
+            let idle_release = if self.holds.lock().await.is_empty() {
+                None
+            } else {
+                Some(self.config.lock_idle_release())
             };
+            // Waiting for a first command is cancel-safe; gathering the rest
+            // of a batch is bounded by the linger and never cancelled, so no
+            // received delivery is ever dropped unanswered.
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                first = next_or_idle(&mut consumer, idle_release) => first,
+            };
+            let Some(first) = first else {
+                self.release_holds().await;
+                continue;
+            };
+            let first = first.ok_or(SessionError::ConsumerEnded)??;
+            let batch = fill_batch(first, &mut consumer, size, settings.batch_linger).await?;
             self.process(batch, &replies, shutdown).await?;
         }
     }
@@ -159,10 +234,17 @@ impl Worker {
                 None => groups.push((event_id, vec![(delivery, command)])),
             }
         }
+        // A kept lock must never be held while this worker waits for another
+        // one, or two workers keeping each other's event could wait on each
+        // other forever. So locks are only kept across single-event batches,
+        // and every kept lock this batch does not use goes back first.
+        let keep = groups.len() == 1;
+        self.release_holds_except(groups.first().map(|(event, _)| *event).filter(|_| keep))
+            .await;
         futures::future::join_all(
             groups
                 .into_iter()
-                .map(|(event_id, items)| self.settle(event_id, items, replies, shutdown)),
+                .map(|(event_id, items)| self.settle(event_id, items, keep, replies, shutdown)),
         )
         .await
         .into_iter()
@@ -174,13 +256,14 @@ impl Worker {
         &self,
         event_id: i64,
         items: Vec<(Delivery, Command)>,
+        keep: bool,
         replies: &Channel,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
         let started = Instant::now();
         let commands: Vec<Command> = items.iter().map(|(_, c)| c.clone()).collect();
         let decided = self
-            .decide_until_done(event_id, &commands, shutdown)
+            .decide_until_done(event_id, &commands, keep, shutdown)
             .await?;
         let decided_in = started.elapsed();
         if let Some((available, version)) = decided.availability {
@@ -233,11 +316,12 @@ impl Worker {
         &self,
         event_id: i64,
         commands: &[Command],
+        keep: bool,
         shutdown: &CancellationToken,
     ) -> Result<Decided, SessionError> {
         let mut delays = reconnect_backoff().build();
         loop {
-            match self.attempt(event_id, commands).await {
+            match self.attempt(event_id, commands, keep).await {
                 Ok(decided) => return Ok(decided),
                 Err(error) => tracing::warn!(event_id, %error, "could not decide; retrying"),
             }
@@ -249,32 +333,47 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, event_id: i64, commands: &[Command]) -> Result<Decided, AttemptError> {
+    /// One try: the event's lock (kept from the previous batch when still
+    /// ours), then the fenced transaction.
+    async fn attempt(
+        &self,
+        event_id: i64,
+        commands: &[Command],
+        keep: bool,
+    ) -> Result<Decided, AttemptError> {
         let started = Instant::now();
         let mut etcd = self.etcd.clone();
-        let name = event_lock_name(&self.config.connections.namespace, event_id);
-        let held = lock::acquire(
-            &mut etcd,
-            &name,
-            self.lease.current(),
-            self.config.lock_wait_timeout(),
-        )
-        .await?;
-        let locked = Instant::now();
-        tracing::debug!(
-            event_id,
-            lock_ms = (locked - started).as_millis() as u64,
-            "lock acquired"
-        );
-        let result = decide::decide(&self.db, event_id, held.token, commands).await;
-        let committed = Instant::now();
-        lock::release(&mut etcd, held).await;
-        tracing::debug!(
-            event_id,
-            transaction_ms = (committed - locked).as_millis() as u64,
-            unlock_ms = committed.elapsed().as_millis() as u64,
-            "lock hold"
-        );
+        let lease = self.lease.current();
+        let kept = self.holds.lock().await.remove(&event_id);
+        let hold = match kept {
+            Some(hold) if Some(hold.lock.lease) == lease => hold,
+            stale => {
+                if let Some(stale) = stale {
+                    lock::release(&mut etcd, stale.lock).await;
+                }
+                let name = event_lock_name(&self.config.connections.namespace, event_id);
+                let lock =
+                    lock::acquire(&mut etcd, &name, lease, self.config.lock_wait_timeout()).await?;
+                tracing::debug!(
+                    event_id,
+                    lock_ms = started.elapsed().as_millis() as u64,
+                    "lock acquired"
+                );
+                Hold {
+                    lock,
+                    acquired: Instant::now(),
+                }
+            }
+        };
+        let result = decide::decide(&self.db, event_id, hold.lock.token, commands).await;
+        // Keep the lock for the event's next batch, unless it has been held
+        // for long enough that a waiting worker deserves its turn, or the
+        // write failed (a stale token means it is no longer ours).
+        if keep && result.is_ok() && hold.acquired.elapsed() < self.config.lock_max_hold() {
+            self.holds.lock().await.insert(event_id, hold);
+        } else {
+            lock::release(&mut etcd, hold.lock).await;
+        }
         Ok(result?)
     }
 }
@@ -287,13 +386,24 @@ fn count(decided: &Decided, status: ReservationStatus) -> usize {
         .count()
 }
 
-/// Waits for one command, then gathers more until `size` or `linger`.
-async fn next_batch(
+/// The next delivery, or `None` if `idle` passes first.
+async fn next_or_idle(
+    consumer: &mut Consumer,
+    idle: Option<Duration>,
+) -> Option<Option<lapin::Result<Delivery>>> {
+    match idle {
+        Some(idle) => tokio::time::timeout(idle, consumer.next()).await.ok(),
+        None => Some(consumer.next().await),
+    }
+}
+
+/// Gathers more commands after `first` until `size` or `linger`.
+async fn fill_batch(
+    first: Delivery,
     consumer: &mut Consumer,
     size: usize,
     linger: Duration,
 ) -> Result<Vec<Delivery>, SessionError> {
-    let first = consumer.next().await.ok_or(SessionError::ConsumerEnded)??;
     let mut batch = vec![first];
     let deadline = tokio::time::Instant::now() + linger;
     while batch.len() < size {

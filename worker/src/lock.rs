@@ -27,6 +27,8 @@ pub enum LockError {
 #[derive(Debug)]
 pub struct HeldLock {
     key: Vec<u8>,
+    /// The lease the lock is attached to; it dies with it.
+    pub lease: i64,
     /// The fencing token of this hold.
     pub token: i64,
 }
@@ -58,7 +60,7 @@ pub async fn acquire(
         .first()
         .map(|kv| kv.create_revision())
         .ok_or_else(|| LockError::Lost(name.to_owned()))?;
-    Ok(HeldLock { key, token })
+    Ok(HeldLock { key, lease, token })
 }
 
 /// Releases a lock; failure only delays the next holder until the lease

@@ -40,21 +40,14 @@ async fn main() -> anyhow::Result<()> {
     );
     let (lease, lease_task) = Lease::spawn(etcd.clone(), config.lease_ttl_secs, shutdown.clone());
 
-    let worker = Worker {
-        config: config.clone(),
-        db,
-        etcd,
-        cache,
-        settings,
-        lease,
-    };
+    let worker = Worker::new(config.clone(), db, etcd, cache, settings, lease);
     tracing::info!("worker started");
     worker.run(&shutdown).await;
     shutdown.cancel();
     // Revoking the lease releases this worker's locks at once instead of
     // after the TTL.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), lease_task).await;
-    worker.db.close().await?;
+    worker.db().clone().close().await?;
     tracing::info!("worker stopped");
     Ok(())
 }

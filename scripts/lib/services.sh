@@ -15,6 +15,7 @@
 #   source scripts/lib/services.sh
 #   svc_init <stack> <dir> <mysql_port> <amqp_port> <etcd_port> <redis_port>
 #   SVC_DB_GRANT=global|database   # test: ALL ON *.* WITH GRANT OPTION, dev: ALL ON tickets.*
+#   SVC_DURABLE=yes|no             # no: test stack, no flush per commit (throwaway data)
 #   SVC_ADMIN_TOKEN=...            # printed by svc_env
 #   svc_install_packages           # apt-get install when some binary is missing
 #   svc_start                      # start (or keep) all four servers, wait, provision
@@ -271,14 +272,17 @@ _svc_mysql_launch() {
         echo 'collation-server = utf8mb4_general_ci'
         echo 'skip-name-resolve'
         echo 'innodb_buffer_pool_size = 256M'
-        if [[ $SVC_DB_GRANT == global ]]; then
-            # Test stack: many short-lived databases and connection pools;
-            # durability is irrelevant. (The dev stack keeps the durable
-            # default, a flush per commit, like production.)
+        if [[ ${SVC_DURABLE:-yes} == no ]]; then
+            # Test stack: throwaway data, durability is irrelevant. Other
+            # stacks (dev, bench) keep the durable default, a flush per
+            # commit, like production.
             echo 'innodb_flush_log_at_trx_commit = 2'
-            echo 'max_connections = 1000'
             echo 'innodb_doublewrite = 0'
             echo 'sync_binlog = 0'
+        fi
+        if [[ $SVC_DB_GRANT == global ]]; then
+            # Many short-lived databases and connection pools.
+            echo 'max_connections = 1000'
         else
             echo 'max_connections = 300'
         fi

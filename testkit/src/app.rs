@@ -21,22 +21,23 @@ pub fn env(name: &str) -> String {
     })
 }
 
-/// Directory holding the `api` and `worker` binaries of this build.
+/// Directory holding the `api` and `worker` binaries of this build: beside
+/// the running executable (a binary in `target/<profile>/`) or one level up
+/// (a test in `target/<profile>/deps/`).
 fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory")
-        .to_path_buf();
-    for bin in ["api", "worker"] {
-        assert!(
-            dir.join(bin).exists(),
-            "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
-            dir.join(bin).display()
-        );
-    }
-    dir
+    let exe = std::env::current_exe().expect("executable path");
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .find(|dir| dir.join("api").exists() && dir.join("worker").exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "api/worker binaries not found near {}: run `cargo build --workspace --bins` \
+                 first (scripts/test does)",
+                exe.display()
+            )
+        })
+        .to_path_buf()
 }
 
 fn free_port() -> u16 {
@@ -71,6 +72,8 @@ impl Default for Options {
 pub struct TestApp {
     pub base: String,
     pub namespace: String,
+    /// URL of this deployment's own database.
+    pub database_url: String,
     pub db: DatabaseConnection,
     pub http: reqwest::Client,
     env: Vec<(String, String)>,
@@ -124,6 +127,7 @@ impl TestApp {
         let mut app = Self {
             base: format!("http://127.0.0.1:{port}"),
             namespace,
+            database_url: database_url.clone(),
             db,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -160,6 +164,11 @@ impl TestApp {
             assert!(Instant::now() < deadline, "api not ready within 60 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Process ids of the api and of the workers still running.
+    pub fn pids(&self) -> (u32, Vec<u32>) {
+        (self.api.id(), self.workers.iter().map(Child::id).collect())
     }
 
     pub fn url(&self, path: &str) -> String {

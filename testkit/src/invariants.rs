@@ -33,8 +33,8 @@ impl Snapshot {
     }
 }
 
-/// Reads the event and its reservations and asserts invariants 1 and 2.
-pub async fn check(db: &DatabaseConnection, event_id: i64) -> Snapshot {
+/// Reads the event and its reservations.
+pub async fn snapshot(db: &DatabaseConnection, event_id: i64) -> Snapshot {
     let event = event::Entity::find_by_id(event_id)
         .one(db)
         .await
@@ -48,22 +48,39 @@ pub async fn check(db: &DatabaseConnection, event_id: i64) -> Snapshot {
         .into_iter()
         .map(|r| (r.id, r))
         .collect();
-    let snapshot = Snapshot {
+    Snapshot {
         capacity: event.capacity.into(),
         available: event.available.into(),
         reservations,
-    };
-    assert!(
-        (0..=snapshot.capacity).contains(&snapshot.available),
-        "invariant 1: available {} outside [0, {}]",
-        snapshot.available,
-        snapshot.capacity
-    );
-    assert_eq!(
-        snapshot.available + snapshot.confirmed_quantity(),
-        snapshot.capacity,
-        "invariant 2: available + confirmed != capacity"
-    );
+    }
+}
+
+impl Snapshot {
+    /// Violations of invariants 1 and 2, described.
+    pub fn violations(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        if !(0..=self.capacity).contains(&self.available) {
+            found.push(format!(
+                "invariant 1: available {} outside [0, {}]",
+                self.available, self.capacity
+            ));
+        }
+        let confirmed = self.confirmed_quantity();
+        if self.available + confirmed != self.capacity {
+            found.push(format!(
+                "invariant 2: available {} + confirmed {confirmed} != capacity {}",
+                self.available, self.capacity
+            ));
+        }
+        found
+    }
+}
+
+/// Reads the event and its reservations and asserts invariants 1 and 2.
+pub async fn check(db: &DatabaseConnection, event_id: i64) -> Snapshot {
+    let snapshot = snapshot(db, event_id).await;
+    let violations = snapshot.violations();
+    assert!(violations.is_empty(), "{violations:?}");
     snapshot
 }
 

@@ -11,7 +11,7 @@ use shared::{
 use uuid::Uuid;
 use worker::decide::{DecideError, decide};
 
-use crate::{
+use testkit::{
     app::{Options, TestApp},
     invariants,
 };

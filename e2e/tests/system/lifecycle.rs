@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::{app::TestApp, invariants};
+use testkit::{app::TestApp, invariants};
 
 #[tokio::test]
 async fn same_idempotency_key_twenty_times_reserves_once() {

@@ -5,7 +5,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 use shared::messages::ReservationStatus;
 
-use crate::{
+use testkit::{
     app::{Options, TestApp},
     invariants,
 };

@@ -1,9 +1,7 @@
 //! System tests against real MariaDB, RabbitMQ, etcd and Redis, with the
 //! api and workers running as separate processes. Run via `scripts/test`.
 
-mod app;
 mod faults;
-mod invariants;
 mod lifecycle;
 mod load;
 mod seed;

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::{app::TestApp, invariants};
+use testkit::{app::TestApp, invariants};
 
 /// Retries a reserve of `quantity` until it returns the wanted status (settings propagate
 /// through an etcd watch, asynchronously).

@@ -1,0 +1,68 @@
+//! The database ceiling: the workers' own reservation transaction, one
+//! reservation per transaction, issued straight at MySQL from N
+//! connections: no HTTP, no queue, no lock.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+use sea_orm::DatabaseConnection;
+use shared::messages::Command;
+use worker::decide::decide;
+
+use crate::{
+    load::progress,
+    stats::{self, Row},
+};
+
+/// Every transaction presents the same token; the fence accepts an equal
+/// token, so this measures the database alone.
+const TOKEN: i64 = 1;
+
+pub async fn run(
+    db: &DatabaseConnection,
+    event_id: i64,
+    connections: usize,
+    duration: Duration,
+    scenario: &str,
+) -> Row {
+    let ok = AtomicU64::new(0);
+    let errors = AtomicU64::new(0);
+    let bar = progress(scenario, duration);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let histograms = futures::future::join_all((0..connections).map(|_| async {
+        let mut histogram = stats::histogram();
+        while Instant::now() < deadline {
+            let command = Command::Reserve {
+                reservation_id: uuid::Uuid::now_v7(),
+                event_id,
+                quantity: 1,
+                user_id: None,
+            };
+            let sent = Instant::now();
+            let result = decide(db, event_id, TOKEN, &[command]).await;
+            stats::record(&mut histogram, sent.elapsed());
+            match result {
+                Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+            };
+        }
+        histogram
+    }))
+    .await;
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    let mut histogram = stats::histogram();
+    for h in histograms {
+        histogram.add(h).expect("histograms share bounds");
+    }
+    Row::new(
+        scenario,
+        ok.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        elapsed,
+        &histogram,
+    )
+}

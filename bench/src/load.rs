@@ -1,0 +1,180 @@
+//! HTTP load: N clients in a closed loop, or a fixed request rate (open
+//! loop, latency measured from the scheduled start so a stalled server
+//! cannot hide its queueing).
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::Semaphore;
+
+use crate::stats::{self, Row};
+
+/// One request of the workload.
+#[derive(Clone, Copy)]
+pub enum Op {
+    Reserve,
+    ReadTickets,
+}
+
+pub struct Load {
+    pub base: String,
+    pub events: Vec<i64>,
+    pub op: Op,
+    pub clients: usize,
+    pub duration: Duration,
+    /// Requests per second for the open loop; `None` runs closed loop.
+    pub rate: Option<u64>,
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Load {
+    pub async fn run(&self, scenario: &str) -> Row {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(self.clients)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("http client");
+        let tally = Arc::new(Tally::default());
+        let progress = progress(scenario, self.duration);
+        let started = Instant::now();
+        let deadline = started + self.duration;
+        let histograms = match self.rate {
+            None => self.closed(&http, &tally, deadline).await,
+            Some(rate) => self.open(&http, &tally, deadline, rate).await,
+        };
+        let elapsed = started.elapsed();
+        progress.finish_and_clear();
+        let mut histogram = stats::histogram();
+        for h in histograms {
+            histogram.add(h).expect("histograms share bounds");
+        }
+        Row::new(
+            scenario,
+            tally.ok.load(Ordering::Relaxed),
+            tally.errors.load(Ordering::Relaxed),
+            elapsed,
+            &histogram,
+        )
+    }
+
+    fn request(&self, http: &reqwest::Client, n: usize) -> reqwest::RequestBuilder {
+        let event = self.events[n % self.events.len()];
+        match self.op {
+            Op::Reserve => http.post(format!("{}/events/{event}/reserve", self.base)),
+            Op::ReadTickets => http.get(format!("{}/events/{event}/tickets", self.base)),
+        }
+    }
+
+    async fn closed(
+        &self,
+        http: &reqwest::Client,
+        tally: &Arc<Tally>,
+        deadline: Instant,
+    ) -> Vec<Histogram<u64>> {
+        let clients = (0..self.clients).map(|client| async move {
+            let mut histogram = stats::histogram();
+            let mut n = client;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let ok = send(self.request(http, n)).await;
+                stats::record(&mut histogram, sent.elapsed());
+                count(tally, ok);
+                n += self.clients;
+            }
+            histogram
+        });
+        futures::future::join_all(clients).await
+    }
+
+    async fn open(
+        &self,
+        http: &reqwest::Client,
+        tally: &Arc<Tally>,
+        deadline: Instant,
+        rate: u64,
+    ) -> Vec<Histogram<u64>> {
+        let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+        // Bounds memory if the server falls behind: beyond `clients` requests
+        // in flight, new ones wait (and their wait counts as latency).
+        let in_flight = Arc::new(Semaphore::new(self.clients));
+        let mut tasks = Vec::new();
+        let start = Instant::now();
+        let mut n = 0usize;
+        loop {
+            let scheduled = start + interval.mul_f64(n as f64);
+            if scheduled >= deadline {
+                break;
+            }
+            tokio::time::sleep_until(scheduled.into()).await;
+            let permit = in_flight
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore open");
+            let request = self.request(http, n);
+            let tally = tally.clone();
+            tasks.push(tokio::spawn(async move {
+                let ok = send(request).await;
+                drop(permit);
+                count(&tally, ok);
+                scheduled.elapsed()
+            }));
+            n += 1;
+        }
+        let mut histogram = stats::histogram();
+        for task in tasks {
+            if let Ok(latency) = task.await {
+                stats::record(&mut histogram, latency);
+            }
+        }
+        vec![histogram]
+    }
+}
+
+async fn send(request: reqwest::RequestBuilder) -> bool {
+    match request.send().await {
+        Ok(response) => response.status().as_u16() == 200,
+        Err(_) => false,
+    }
+}
+
+fn count(tally: &Tally, ok: bool) {
+    if ok {
+        tally.ok.fetch_add(1, Ordering::Relaxed);
+    } else {
+        tally.errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A bar that fills over the run's duration.
+pub fn progress(scenario: &str, duration: Duration) -> ProgressBar {
+    let bar = ProgressBar::new(duration.as_secs().max(1));
+    bar.set_style(
+        ProgressStyle::with_template("{msg:<44} [{bar:30}] {pos}/{len} s")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(scenario.to_owned());
+    let ticker = bar.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        while !ticker.is_finished() {
+            tick.tick().await;
+            ticker.inc(1);
+        }
+    });
+    bar
+}

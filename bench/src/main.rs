@@ -1,0 +1,304 @@
+//! `bench`: drives the whole pipeline (HTTP → RabbitMQ → worker → etcd lock
+//! → MySQL → outcome → HTTP) and compares it, in the same run, with the
+//! same pipeline deciding one reservation per lock and transaction, and with
+//! the database's own one-transaction-per-reservation ceiling. Every
+//! pipeline run ends with an invariant check of the database; a fast run
+//! that oversold is a failed run.
+//!
+//! Needs the servers' URLs in the environment (`scripts/bench` starts a
+//! private stack and sets them) and the release `api`/`worker` binaries
+//! beside this one.
+
+mod ceiling;
+mod load;
+mod report;
+mod stats;
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use shared::{entities::reservation, messages::ReservationStatus};
+use testkit::{
+    app::{Options, TestApp},
+    invariants,
+};
+
+use crate::{
+    load::{Load, Op},
+    report::Report,
+    stats::{Row, peak_rss_mb},
+};
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark the reservation pipeline against the database ceiling")]
+struct Args {
+    /// Seconds each scenario runs.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Concurrent HTTP clients (closed loop) or the in-flight bound (open loop).
+    #[arg(long, default_value_t = 256)]
+    clients: usize,
+    /// Fixed request rate per second (open loop) instead of closed loop.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Batch size of the "batched" scenarios (the tuned default).
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// Only run scenarios whose name contains one of these words.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Where report.json and report.md go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// Markdown file whose `<!-- bench:begin/end -->` section is replaced.
+    #[arg(long)]
+    update: Option<PathBuf>,
+    /// Short run for CI: 2 s per scenario, 16 clients.
+    #[arg(long)]
+    smoke: bool,
+}
+
+struct Scenario {
+    name: &'static str,
+    kind: Kind,
+    workers: usize,
+    events: usize,
+    batch_size: Option<usize>,
+}
+
+enum Kind {
+    Pipeline,
+    Ceiling,
+    ReadTickets,
+}
+
+const HOT: &str = "pipeline, batched, 1 hot event, 1 worker";
+const SINGLE: &str = "pipeline, batch size 1, 1 hot event, 1 worker";
+const CEILING: &str = "database ceiling, 1 transaction per reservation";
+
+fn scenarios(batch_size: usize) -> Vec<Scenario> {
+    let pipeline = |name, workers, events, batch| Scenario {
+        name,
+        kind: Kind::Pipeline,
+        workers,
+        events,
+        batch_size: Some(batch),
+    };
+    vec![
+        pipeline(HOT, 1, 1, batch_size),
+        pipeline(SINGLE, 1, 1, 1),
+        Scenario {
+            name: CEILING,
+            kind: Kind::Ceiling,
+            workers: 0,
+            events: 1,
+            batch_size: None,
+        },
+        pipeline("pipeline, batched, 16 events, 1 worker", 1, 16, batch_size),
+        pipeline(
+            "pipeline, batched, 1 hot event, 3 workers",
+            3,
+            1,
+            batch_size,
+        ),
+        pipeline("pipeline, batched, 16 events, 3 workers", 3, 16, batch_size),
+        Scenario {
+            name: "GET /events/{id}/tickets (Redis)",
+            kind: Kind::ReadTickets,
+            workers: 0,
+            events: 1,
+            batch_size: None,
+        },
+    ]
+}
+
+/// Large enough that no scenario sells out.
+const CAPACITY: i64 = 10_000_000;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.smoke {
+        args.duration_secs = 2;
+        args.clients = 16;
+    }
+    let duration = Duration::from_secs(args.duration_secs);
+    let mut rows = Vec::new();
+    for scenario in scenarios(args.batch_size) {
+        if !args.only.is_empty() && !args.only.iter().any(|w| scenario.name.contains(w.as_str())) {
+            continue;
+        }
+        let row = run(&scenario, &args, duration).await?;
+        println!(
+            "{:<52} {:>9.0} ok/s  p50 {:>7.1} ms  p99 {:>7.1} ms  errors {}  violations {}",
+            row.scenario, row.ops_per_sec, row.p50_ms, row.p99_ms, row.errors, row.violations
+        );
+        rows.push(row);
+    }
+    let rate = |name: &str| {
+        rows.iter()
+            .find(|r| r.scenario == name)
+            .map(|r| r.ops_per_sec)
+    };
+    let mut ratios = Vec::new();
+    if let (Some(hot), Some(ceiling)) = (rate(HOT), rate(CEILING)) {
+        ratios.push((
+            "batched pipeline / database ceiling".to_owned(),
+            hot / ceiling,
+        ));
+    }
+    if let (Some(hot), Some(single)) = (rate(HOT), rate(SINGLE)) {
+        ratios.push((
+            "batched pipeline / batch-size-1 pipeline".to_owned(),
+            hot / single,
+        ));
+    }
+    let report = Report {
+        generated_at: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        command: std::env::var("BENCH_COMMAND")
+            .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
+        machine: machine(),
+        clients: args.clients,
+        duration_secs: args.duration_secs,
+        rows,
+        ratios,
+    };
+    println!("\n{}", report.markdown());
+    report.write(&args.out).context("writing the report")?;
+    if let Some(path) = &args.update {
+        report
+            .splice_into(path)
+            .context("updating the benchmark page")?;
+    }
+    let violations: u64 = report.rows.iter().map(|r| r.violations).sum();
+    if violations > 0 {
+        bail!("{violations} invariant violation(s): the run failed");
+    }
+    Ok(())
+}
+
+async fn run(scenario: &Scenario, args: &Args, duration: Duration) -> anyhow::Result<Row> {
+    let mut env = std::collections::BTreeMap::from([
+        ("RESERVE_WAIT_TIMEOUT_MS", "30000".to_owned()),
+        ("DATABASE_MAX_CONNECTIONS", "32".to_owned()),
+    ]);
+    if let Some(batch) = scenario.batch_size {
+        env.insert("BATCH_SIZE", batch.to_string());
+        env.insert("WORKER_PREFETCH", (batch * 2).clamp(8, 1024).to_string());
+    }
+    let app = TestApp::spawn_with(Options {
+        workers: scenario.workers,
+        env,
+    })
+    .await;
+    let mut events = Vec::new();
+    for _ in 0..scenario.events {
+        events.push(app.create_event(CAPACITY).await);
+    }
+    let mut row = match scenario.kind {
+        Kind::Ceiling => {
+            let db = shared::db::connect_url(
+                &app.database_url,
+                args.clients.min(64) as u32,
+                Duration::from_secs(10),
+            )
+            .await?;
+            ceiling::run(
+                &db,
+                events[0],
+                args.clients.min(64),
+                duration,
+                scenario.name,
+            )
+            .await
+        }
+        Kind::Pipeline | Kind::ReadTickets => {
+            let op = match scenario.kind {
+                Kind::ReadTickets => Op::ReadTickets,
+                _ => Op::Reserve,
+            };
+            Load {
+                base: app.base.clone(),
+                events: events.clone(),
+                op,
+                clients: args.clients,
+                duration,
+                rate: args.rate,
+            }
+            .run(scenario.name)
+            .await
+        }
+    };
+    let (api, workers) = app.pids();
+    if !matches!(scenario.kind, Kind::Ceiling) {
+        row.api_peak_rss_mb = peak_rss_mb(api);
+    }
+    row.worker_peak_rss_mb = workers
+        .iter()
+        .filter_map(|&pid| peak_rss_mb(pid))
+        .reduce(f64::max);
+    if matches!(scenario.kind, Kind::Pipeline) {
+        row.violations = verify(&app, &events, row.operations).await;
+    }
+    Ok(row)
+}
+
+/// Invariants of every event, and the database agreeing with the answers:
+/// as many confirmed one-ticket reservations as 200s, none left pending.
+async fn verify(app: &TestApp, events: &[i64], answered_ok: u64) -> u64 {
+    let mut violations = 0;
+    let mut confirmed = 0;
+    for &event in events {
+        let snapshot = invariants::snapshot(&app.db, event).await;
+        for violation in snapshot.violations() {
+            eprintln!("event {event}: {violation}");
+            violations += 1;
+        }
+        confirmed += snapshot.confirmed_quantity() as u64;
+    }
+    // Requests that timed out (202) are still decided: give them a bound.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let pending = loop {
+        let pending = reservation::Entity::find()
+            .filter(reservation::Column::Status.eq(ReservationStatus::Pending))
+            .count(&app.db)
+            .await
+            .unwrap_or(u64::MAX);
+        if pending == 0 || std::time::Instant::now() > deadline {
+            break pending;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Requests that erred (e.g. timed out) may still have been decided,
+    // so the database may hold more confirmations than 200s, never fewer.
+    if confirmed < answered_ok || pending != 0 {
+        eprintln!("{answered_ok} answered 200 but {confirmed} confirmed, {pending} pending");
+        violations += 1;
+    }
+    violations
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let memory_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    format!("{cpus} × {model}, {memory_gib:.0} GiB RAM, all services on the same machine")
+}

@@ -2,10 +2,7 @@
 //! reservation per transaction, issued straight at MySQL from N
 //! connections: no HTTP, no queue, no lock.
 
-use std::{
-    sync::atomic::{AtomicU64, Ordering},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use sea_orm::DatabaseConnection;
 use shared::messages::Command;
@@ -13,7 +10,7 @@ use worker::decide::decide;
 
 use crate::{
     load::progress,
-    stats::{self, Row},
+    stats::{self, Row, Tally},
 };
 
 /// Every transaction presents the same token; the fence accepts an equal
@@ -27,8 +24,7 @@ pub async fn run(
     duration: Duration,
     scenario: &str,
 ) -> Row {
-    let ok = AtomicU64::new(0);
-    let errors = AtomicU64::new(0);
+    let tally = Tally::default();
     let bar = progress(scenario, duration);
     let started = Instant::now();
     let deadline = started + duration;
@@ -44,25 +40,12 @@ pub async fn run(
             let sent = Instant::now();
             let result = decide(db, event_id, TOKEN, &[command]).await;
             stats::record(&mut histogram, sent.elapsed());
-            match result {
-                Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                Err(_) => errors.fetch_add(1, Ordering::Relaxed),
-            };
+            tally.count(result.is_ok());
         }
         histogram
     }))
     .await;
     let elapsed = started.elapsed();
     bar.finish_and_clear();
-    let mut histogram = stats::histogram();
-    for h in histograms {
-        histogram.add(h).expect("histograms share bounds");
-    }
-    Row::new(
-        scenario,
-        ok.load(Ordering::Relaxed),
-        errors.load(Ordering::Relaxed),
-        elapsed,
-        &histogram,
-    )
+    tally.row(scenario, elapsed, histograms)
 }

@@ -3,10 +3,7 @@
 //! cannot hide its queueing).
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -14,7 +11,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::Semaphore;
 
-use crate::stats::{self, Row};
+use crate::stats::{self, Row, Tally};
 
 /// One request of the workload.
 #[derive(Clone, Copy)]
@@ -31,12 +28,6 @@ pub struct Load {
     pub duration: Duration,
     /// Requests per second for the open loop; `None` runs closed loop.
     pub rate: Option<u64>,
-}
-
-#[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    errors: AtomicU64,
 }
 
 impl Load {
@@ -56,17 +47,7 @@ impl Load {
         };
         let elapsed = started.elapsed();
         progress.finish_and_clear();
-        let mut histogram = stats::histogram();
-        for h in histograms {
-            histogram.add(h).expect("histograms share bounds");
-        }
-        Row::new(
-            scenario,
-            tally.ok.load(Ordering::Relaxed),
-            tally.errors.load(Ordering::Relaxed),
-            elapsed,
-            &histogram,
-        )
+        tally.row(scenario, elapsed, histograms)
     }
 
     fn request(&self, http: &reqwest::Client, n: usize) -> reqwest::RequestBuilder {
@@ -90,7 +71,7 @@ impl Load {
                 let sent = Instant::now();
                 let ok = send(self.request(http, n)).await;
                 stats::record(&mut histogram, sent.elapsed());
-                count(tally, ok);
+                tally.count(ok);
                 n += self.clients;
             }
             histogram
@@ -128,7 +109,7 @@ impl Load {
             tasks.push(tokio::spawn(async move {
                 let ok = send(request).await;
                 drop(permit);
-                count(&tally, ok);
+                tally.count(ok);
                 scheduled.elapsed()
             }));
             n += 1;
@@ -147,14 +128,6 @@ async fn send(request: reqwest::RequestBuilder) -> bool {
     match request.send().await {
         Ok(response) => response.status().as_u16() == 200,
         Err(_) => false,
-    }
-}
-
-fn count(tally: &Tally, ok: bool) {
-    if ok {
-        tally.ok.fetch_add(1, Ordering::Relaxed);
-    } else {
-        tally.errors.fetch_add(1, Ordering::Relaxed);
     }
 }
 

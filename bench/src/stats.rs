@@ -1,6 +1,9 @@
 //! What one scenario measured, and the latency histogram it came from.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -13,6 +16,35 @@ pub fn histogram() -> Histogram<u64> {
 pub fn record(histogram: &mut Histogram<u64>, latency: Duration) {
     let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
     histogram.saturating_record(micros.clamp(1, 60_000_000));
+}
+
+/// Successes and failures counted by concurrent tasks.
+#[derive(Default)]
+pub struct Tally {
+    ok: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Tally {
+    pub fn count(&self, ok: bool) {
+        let counter = if ok { &self.ok } else { &self.errors };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The scenario's row, from this tally and the tasks' histograms.
+    pub fn row(&self, scenario: &str, elapsed: Duration, histograms: Vec<Histogram<u64>>) -> Row {
+        let mut merged = histogram();
+        for h in histograms {
+            merged.add(h).expect("histograms share bounds");
+        }
+        Row::new(
+            scenario,
+            self.ok.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+            elapsed,
+            &merged,
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

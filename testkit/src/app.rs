@@ -5,8 +5,9 @@
 
 use std::{
     collections::BTreeMap,
+    fs::OpenOptions,
     net::TcpListener,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -79,6 +80,8 @@ pub struct TestApp {
     env: Vec<(String, String)>,
     api: Child,
     pub workers: Vec<Child>,
+    /// Api processes started by [`TestApp::add_api`].
+    extra_apis: Vec<Child>,
 }
 
 impl TestApp {
@@ -136,6 +139,7 @@ impl TestApp {
                 .expect("http client"),
             api: spawn("api", &env),
             workers: Vec::new(),
+            extra_apis: Vec::new(),
             env,
         };
         for _ in 0..options.workers {
@@ -148,6 +152,50 @@ impl TestApp {
     pub fn add_worker(&mut self) {
         let child = spawn("worker", &self.env);
         self.workers.push(child);
+    }
+
+    /// Starts one more worker with `env` on top of the deployment's
+    /// environment, its stdout and stderr appended to `log` (inherited when
+    /// `None`), and returns its pid. Used by the fault-injection tests to
+    /// start replacements and to keep worker logs apart.
+    pub fn add_worker_with(&mut self, env: &[(&str, String)], log: Option<&Path>) -> u32 {
+        let mut vars = self.env.clone();
+        for (key, value) in env {
+            vars.retain(|(k, _)| k != key);
+            vars.push(((*key).to_owned(), value.clone()));
+        }
+        let child = spawn_logged("worker", &vars, log);
+        let pid = child.id();
+        self.workers.push(child);
+        pid
+    }
+
+    /// Starts another api process of this deployment (same database and
+    /// namespace) on a free port, output appended to `log` (inherited when
+    /// `None`), waits until it is ready and returns its base URL. It stops
+    /// with the deployment.
+    pub async fn add_api(&mut self, log: Option<&Path>) -> String {
+        let port = free_port();
+        let mut vars = self.env.clone();
+        vars.retain(|(k, _)| k != "LISTEN_ADDR");
+        vars.push(("LISTEN_ADDR".into(), format!("127.0.0.1:{port}")));
+        let mut child = spawn_logged("api", &vars, log);
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = self.http.get(format!("{base}/readyz")).send().await
+                && response.status() == 200
+            {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("api exited during start-up: {status}");
+            }
+            assert!(Instant::now() < deadline, "api not ready within 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.extra_apis.push(child);
+        base
     }
 
     async fn wait_ready(&mut self) {
@@ -263,9 +311,35 @@ fn spawn(binary: &str, env: &[(String, String)]) -> Child {
         .unwrap_or_else(|e| panic!("spawn {binary}: {e}"))
 }
 
+/// Like `spawn`, with stdout and stderr appended to `log` when given.
+fn spawn_logged(binary: &str, env: &[(String, String)], log: Option<&Path>) -> Child {
+    let Some(log) = log else {
+        return spawn(binary, env);
+    };
+    let open = || {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("open {}: {e}", log.display()))
+    };
+    Command::new(bin_dir().join(binary))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(open())
+        .stderr(open())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {binary}: {e}"))
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
-        for child in std::iter::once(&mut self.api).chain(self.workers.iter_mut()) {
+        for child in std::iter::once(&mut self.api)
+            .chain(self.workers.iter_mut())
+            .chain(self.extra_apis.iter_mut())
+        {
             let _ = child.kill();
             let _ = child.wait();
         }

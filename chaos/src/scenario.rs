@@ -1,0 +1,505 @@
+//! Fault scenarios. Each spawns its own deployment (testkit: own database,
+//! namespace, two api and three worker processes) against the servers in
+//! the environment, runs the workload while injecting one kind of fault,
+//! heals it, and checks the history against the database.
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use lapin::{
+    BasicProperties, Connection, ConnectionProperties,
+    options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
+    types::FieldTable,
+};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::Serialize;
+use shared::topology::Topology;
+use testkit::app::{Options, TestApp};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    check::{self, Limits, Summary, Violation},
+    history::{self, EventMeta, Fault, HistoryWriter, Meta, OpKind, Record},
+    workload,
+};
+
+/// Every scenario, in the order `scripts/chaos` runs them.
+pub const ALL: &[&str] = &[
+    "baseline",
+    "kill-worker",
+    "stop-worker",
+    "restart-rabbitmq",
+    "restart-mysql",
+    "restart-etcd",
+    "poison",
+];
+
+/// Lease TTL of the workers, so that a paused worker loses its locks fast.
+const LEASE_TTL_SECS: u64 = 2;
+const API_REPLICAS: usize = 2;
+const WORKERS: usize = 3;
+const CAPACITIES: &[i64] = &[60, 300, 3000];
+
+#[derive(Debug, Clone)]
+pub struct ScenarioOptions {
+    pub short: bool,
+    pub dir: PathBuf,
+    /// Program and leading arguments that stop/start a server:
+    /// `<cmd…> stop|start mysql|rabbitmq|etcd`.
+    pub service_cmd: Vec<String>,
+    pub seed: u64,
+    pub clients: usize,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScenarioResult {
+    pub scenario: String,
+    pub short: bool,
+    pub seed: u64,
+    pub operations: usize,
+    pub faults: usize,
+    pub violations: usize,
+    pub duration_s: f64,
+    pub max_latency_ms: f64,
+    pub max_latency_during_faults_ms: f64,
+    /// Answers during fault windows, by status.
+    pub during_faults: std::collections::BTreeMap<u16, usize>,
+    pub notes: Vec<String>,
+    pub history: PathBuf,
+    pub summary: Summary,
+}
+
+struct Run<'a> {
+    app: TestApp,
+    history: Arc<HistoryWriter>,
+    options: &'a ScenarioOptions,
+    rng: StdRng,
+    worker_log: PathBuf,
+    notes: Vec<String>,
+    extra: Vec<Violation>,
+    poison_sent: u64,
+}
+
+pub async fn run(name: &str, options: &ScenarioOptions) -> anyhow::Result<ScenarioResult> {
+    if !ALL.contains(&name) {
+        bail!("unknown scenario {name}; known: {}", ALL.join(", "));
+    }
+    let started = Instant::now();
+    std::fs::create_dir_all(&options.dir)?;
+    let worker_log = options.dir.join("workers.log");
+    let mut app = TestApp::spawn_with(Options {
+        workers: 0,
+        env: [("LOCK_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string())].into(),
+    })
+    .await;
+    let mut apis = vec![app.base.clone()];
+    for n in 1..API_REPLICAS {
+        let log = options.dir.join(format!("api-{}.log", n + 1));
+        apis.push(app.add_api(Some(&log)).await);
+    }
+    for _ in 0..WORKERS {
+        app.add_worker_with(&[], Some(&worker_log));
+    }
+    let mut events = Vec::new();
+    for &capacity in CAPACITIES {
+        events.push(EventMeta {
+            id: app.create_event(capacity).await,
+            capacity,
+        });
+    }
+    let history = HistoryWriter::create(
+        &options.dir.join("history.jsonl"),
+        Meta {
+            started_at: chrono::Utc::now(),
+            apis: apis.clone(),
+            events: events.clone(),
+            scenario: Some(name.to_owned()),
+        },
+    )?;
+    let mut run = Run {
+        app,
+        history: Arc::new(history),
+        options,
+        rng: StdRng::seed_from_u64(options.seed),
+        worker_log,
+        notes: Vec::new(),
+        extra: Vec::new(),
+        poison_sent: 0,
+    };
+
+    let stop = CancellationToken::new();
+    let load = tokio::spawn(workload::run(
+        workload::Config {
+            apis,
+            events,
+            clients: options.clients,
+            max_ops: None,
+            seed: options.seed,
+            request_timeout: Duration::from_secs(30),
+        },
+        run.history.clone(),
+        stop.clone(),
+    ));
+    let injected = run.inject(name).await;
+    stop.cancel();
+    let made = load.await??;
+    run.history.flush();
+    injected?;
+    tracing_note(&mut run.notes, format!("{made} requests made"));
+
+    if name == "poison" {
+        run.check_dead_letters().await?;
+    }
+    if name == "stop-worker" {
+        let log = std::fs::read_to_string(&run.worker_log).unwrap_or_default();
+        let stale = log.matches("older than the event's").count();
+        run.notes.push(format!(
+            "worker log: {stale} write(s) refused for a stale fencing token"
+        ));
+    }
+
+    let path = options.dir.join("history.jsonl");
+    let records = history::read(&path)?;
+    run.check_recovery(&records);
+    let mut summary = check::check_database(
+        &records,
+        &run.app.database_url,
+        Duration::from_secs(90),
+        options.limits,
+    )
+    .await?;
+    summary.violations.append(&mut run.extra);
+
+    let (_, ops, faults) = check::split(&records);
+    let mut during_faults = std::collections::BTreeMap::new();
+    for op in &ops {
+        if faults
+            .iter()
+            .any(|f| op.start_ms <= f.end_ms && op.end_ms >= f.start_ms)
+        {
+            *during_faults.entry(op.status).or_insert(0) += 1;
+        }
+    }
+    Ok(ScenarioResult {
+        scenario: name.to_owned(),
+        short: options.short,
+        seed: options.seed,
+        operations: summary.operations,
+        faults: summary.faults,
+        violations: summary.violations.len(),
+        duration_s: started.elapsed().as_secs_f64(),
+        max_latency_ms: summary.max_latency_ms,
+        max_latency_during_faults_ms: summary.max_latency_during_faults_ms,
+        during_faults,
+        notes: run.notes,
+        history: path,
+        summary,
+    })
+}
+
+fn tracing_note(notes: &mut Vec<String>, note: String) {
+    eprintln!("chaos: {note}");
+    notes.push(note);
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+impl Run<'_> {
+    fn short(&self) -> bool {
+        self.options.short
+    }
+
+    fn fault(&self, fault: &str, detail: String, start_ms: f64) {
+        eprintln!("chaos: fault {fault}: {detail}");
+        self.history.write(&Record::Fault(Fault {
+            fault: fault.to_owned(),
+            detail,
+            start_ms,
+            end_ms: self.history.now_ms(),
+        }));
+    }
+
+    async fn inject(&mut self, name: &str) -> anyhow::Result<()> {
+        let short = self.short();
+        match name {
+            "baseline" => tokio::time::sleep(secs(if short { 8.0 } else { 30.0 })).await,
+            "kill-worker" => {
+                tokio::time::sleep(secs(2.0)).await;
+                for _ in 0..(if short { 3 } else { 8 }) {
+                    let wait = self.rng.random_range(1.0..4.0);
+                    tokio::time::sleep(secs(wait)).await;
+                    self.kill_worker()?;
+                }
+                tokio::time::sleep(secs(3.0)).await;
+            }
+            "stop-worker" => {
+                tokio::time::sleep(secs(2.0)).await;
+                for _ in 0..(if short { 1 } else { 3 }) {
+                    self.stop_worker(secs((2 * LEASE_TTL_SECS + 1) as f64))
+                        .await?;
+                    tokio::time::sleep(secs(2.0)).await;
+                }
+                tokio::time::sleep(secs(3.0)).await;
+            }
+            "restart-rabbitmq" | "restart-mysql" | "restart-etcd" => {
+                let server = name.trim_start_matches("restart-");
+                tokio::time::sleep(secs(3.0)).await;
+                for _ in 0..(if short { 1 } else { 2 }) {
+                    self.restart(server, secs(if short { 3.0 } else { 6.0 }))
+                        .await?;
+                    tokio::time::sleep(secs(if short { 8.0 } else { 12.0 })).await;
+                }
+            }
+            "poison" => {
+                tokio::time::sleep(secs(2.0)).await;
+                for _ in 0..(if short { 1 } else { 3 }) {
+                    self.poison().await?;
+                    tokio::time::sleep(secs(2.0)).await;
+                }
+                tokio::time::sleep(secs(4.0)).await;
+            }
+            other => bail!("unknown scenario {other}"),
+        }
+        Ok(())
+    }
+
+    /// A worker still running (not yet killed), by index.
+    fn live_worker(&mut self) -> Option<usize> {
+        let live: Vec<usize> = (0..self.app.workers.len())
+            .filter(|&i| matches!(self.app.workers[i].try_wait(), Ok(None)))
+            .collect();
+        if live.is_empty() {
+            None
+        } else {
+            Some(live[self.rng.random_range(0..live.len())])
+        }
+    }
+
+    fn kill_worker(&mut self) -> anyhow::Result<()> {
+        let index = self.live_worker().context("no live worker")?;
+        let start = self.history.now_ms();
+        let worker = &mut self.app.workers[index];
+        let pid = worker.id();
+        worker.kill().context("SIGKILL")?;
+        worker.wait().ok();
+        let replacement = self.app.add_worker_with(&[], Some(&self.worker_log));
+        self.fault(
+            "sigkill-worker",
+            format!("SIGKILL worker pid {pid}; replacement pid {replacement}"),
+            start,
+        );
+        Ok(())
+    }
+
+    async fn stop_worker(&mut self, pause: Duration) -> anyhow::Result<()> {
+        let index = self.live_worker().context("no live worker")?;
+        let pid = self.app.workers[index].id();
+        let start = self.history.now_ms();
+        signal(pid, "STOP").await?;
+        tokio::time::sleep(pause).await;
+        signal(pid, "CONT").await?;
+        self.fault(
+            "sigstop-worker",
+            format!(
+                "SIGSTOP worker pid {pid} for {:.1} s (lease TTL {LEASE_TTL_SECS} s), then SIGCONT",
+                pause.as_secs_f64()
+            ),
+            start,
+        );
+        Ok(())
+    }
+
+    async fn service(&self, action: &str, server: &str) -> anyhow::Result<()> {
+        let (program, args) = self
+            .options
+            .service_cmd
+            .split_first()
+            .context("no --service-cmd: cannot stop or start servers")?;
+        let output = tokio::process::Command::new(program)
+            .args(args)
+            .args([action, server])
+            .output()
+            .await
+            .with_context(|| format!("run {program}"))?;
+        if !output.status.success() {
+            bail!(
+                "{action} {server} failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    async fn restart(&mut self, server: &str, outage: Duration) -> anyhow::Result<()> {
+        let start = self.history.now_ms();
+        let t = Instant::now();
+        self.service("stop", server).await?;
+        let stopped_in = t.elapsed();
+        tokio::time::sleep(outage).await;
+        let t = Instant::now();
+        self.service("start", server).await?;
+        let started_in = t.elapsed();
+        self.fault(
+            &format!("restart-{server}"),
+            format!(
+                "stopped {server} (took {:.1} s), down {:.1} s, started it again (took {:.1} s)",
+                stopped_in.as_secs_f64(),
+                outage.as_secs_f64(),
+                started_in.as_secs_f64()
+            ),
+            start,
+        );
+        Ok(())
+    }
+
+    /// Publishes garbage, a wrong-version command and a 1 MB body straight
+    /// to the command queue.
+    async fn poison(&mut self) -> anyhow::Result<()> {
+        let start = self.history.now_ms();
+        let topology = Topology::new(&self.app.namespace, 100_000);
+        let connection = Connection::connect(
+            &testkit::app::env("AMQP_URL"),
+            ConnectionProperties::default(),
+        )
+        .await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let event = 1;
+        let mut huge = br#"{"v":1,"junk":""#.to_vec();
+        huge.extend(std::iter::repeat_n(b'x', 1 << 20));
+        huge.extend(br#""}"#);
+        let messages: Vec<(&str, Vec<u8>)> = vec![
+            ("garbage", b"\xff\xfe not json at all \x00".to_vec()),
+            (
+                "version 2",
+                format!(
+                    r#"{{"v":2,"type":"reserve","reservation_id":"{}","event_id":{event},"quantity":1,"user_id":null}}"#,
+                    uuid::Uuid::now_v7()
+                )
+                .into_bytes(),
+            ),
+            ("1 MB body", huge),
+        ];
+        let mut sent = Vec::new();
+        for (what, payload) in &messages {
+            channel
+                .basic_publish(
+                    "".into(),
+                    topology.commands.as_str().into(),
+                    BasicPublishOptions::default(),
+                    payload,
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await?
+                .await?;
+            self.poison_sent += 1;
+            sent.push(format!("{what} ({} bytes)", payload.len()));
+        }
+        connection.close(200, "done".into()).await.ok();
+        self.fault(
+            "poison-messages",
+            format!("published to {}: {}", topology.commands, sent.join(", ")),
+            start,
+        );
+        Ok(())
+    }
+
+    /// Every poison message must be in the dead-letter queue.
+    async fn check_dead_letters(&mut self) -> anyhow::Result<()> {
+        let topology = Topology::new(&self.app.namespace, 100_000);
+        let connection = Connection::connect(
+            &testkit::app::env("AMQP_URL"),
+            ConnectionProperties::default(),
+        )
+        .await?;
+        let channel = connection.create_channel().await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut count;
+        loop {
+            count = channel
+                .queue_declare(
+                    topology.dead_letters.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?
+                .message_count();
+            if u64::from(count) >= self.poison_sent || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        connection.close(200, "done".into()).await.ok();
+        self.notes.push(format!(
+            "{} poison message(s) published, {count} in {}",
+            self.poison_sent, topology.dead_letters
+        ));
+        if u64::from(count) != self.poison_sent {
+            self.extra.push(Violation {
+                rule: "poison",
+                id: topology.dead_letters.clone(),
+                detail: format!(
+                    "{} poison messages published, {count} dead-lettered",
+                    self.poison_sent
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// After the last fault, reservations must be decided again (the
+    /// system resumed by itself).
+    fn check_recovery(&mut self, records: &[Record]) {
+        let (_, ops, faults) = check::split(records);
+        let Some(healed) = faults.iter().map(|f| f.end_ms).reduce(f64::max) else {
+            return;
+        };
+        let after = ops
+            .iter()
+            .filter(|op| {
+                op.op == OpKind::Reserve && op.start_ms > healed && matches!(op.status, 200 | 409)
+            })
+            .count();
+        let confirmed_after = ops
+            .iter()
+            .filter(|op| op.op == OpKind::Reserve && op.start_ms > healed && op.status == 200)
+            .count();
+        self.notes.push(format!(
+            "after the last fault healed: {after} reserve(s) decided synchronously, {confirmed_after} confirmed"
+        ));
+        if after == 0 {
+            self.extra.push(Violation {
+                rule: "no-recovery",
+                id: "-".into(),
+                detail: format!(
+                    "no reservation was decided after the last fault healed at {healed:.0} ms"
+                ),
+            });
+        }
+    }
+}
+
+async fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("kill -{signal} {pid} failed");
+    }
+    Ok(())
+}

@@ -64,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         cache,
         settings,
         broker,
+        known_events: Arc::default(),
         etcd,
         admin_token: Arc::from(config.admin_token.as_str()),
         max_body_bytes: config.max_body_bytes,

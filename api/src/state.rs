@@ -5,7 +5,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 use shared::{cache::AvailabilityCache, settings::LiveSettings};
 
-use crate::broker::Broker;
+use crate::{broker::Broker, catalog::KnownEvents};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -13,6 +13,7 @@ pub struct AppState {
     pub cache: AvailabilityCache,
     pub settings: LiveSettings,
     pub broker: Arc<Broker>,
+    pub known_events: Arc<KnownEvents>,
     pub etcd: etcd_client::Client,
     pub admin_token: Arc<str>,
     pub max_body_bytes: usize,

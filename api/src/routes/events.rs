@@ -107,6 +107,11 @@ pub async fn create(
     .exec(&state.db)
     .await?;
     let event = catalog::find(&state, inserted.last_insert_id).await?;
+    // Warm the cache so the first burst of reads finds it.
+    state
+        .cache
+        .store(event.id, event.version, event.available)
+        .await;
     let location = format!("/events/{}", event.id);
     Ok((
         StatusCode::CREATED,

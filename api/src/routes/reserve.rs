@@ -110,7 +110,7 @@ pub async fn reserve(
             PAUSED_RETRY_AFTER,
         ));
     }
-    catalog::available(&state, event_id).await?;
+    catalog::ensure_exists(&state, event_id).await?;
     if let Some(user_id) = body.user_id
         && user::Entity::find_by_id(user_id)
             .one(&state.db)

@@ -291,8 +291,16 @@ impl Worker {
             }
         }
         let replied_in = started.elapsed();
-        for (delivery, _) in &items {
-            delivery.acker.ack(BasicAckOptions::default()).await?;
+        if keep {
+            // The whole batch is this group, and every earlier batch is
+            // settled: one cumulative ack up to the last tag covers it.
+            if let Some((last, _)) = items.last() {
+                last.acker.ack(BasicAckOptions { multiple: true }).await?;
+            }
+        } else {
+            for (delivery, _) in &items {
+                delivery.acker.ack(BasicAckOptions::default()).await?;
+            }
         }
         let confirmed = count(&decided, ReservationStatus::Confirmed);
         let rejected = count(&decided, ReservationStatus::Rejected);

@@ -4,6 +4,7 @@
 //! heals it, and checks the history against the database.
 
 use std::{
+    collections::HashMap,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
@@ -31,6 +32,7 @@ use crate::{
 pub const ALL: &[&str] = &[
     "baseline",
     "kill-worker",
+    "crash-points",
     "stop-worker",
     "restart-rabbitmq",
     "restart-mysql",
@@ -79,7 +81,11 @@ struct Run<'a> {
     history: Arc<HistoryWriter>,
     options: &'a ScenarioOptions,
     rng: StdRng,
-    worker_log: PathBuf,
+    /// (pid, log file) of every worker started.
+    worker_logs: Vec<(u32, PathBuf)>,
+    events: Vec<EventMeta>,
+    /// Pids of the workers paused by `stop-worker`.
+    stopped: Vec<u32>,
     notes: Vec<String>,
     extra: Vec<Violation>,
     poison_sent: u64,
@@ -91,7 +97,6 @@ pub async fn run(name: &str, options: &ScenarioOptions) -> anyhow::Result<Scenar
     }
     let started = Instant::now();
     std::fs::create_dir_all(&options.dir)?;
-    let worker_log = options.dir.join("workers.log");
     let mut app = TestApp::spawn_with(Options {
         workers: 0,
         env: [("LOCK_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string())].into(),
@@ -102,8 +107,9 @@ pub async fn run(name: &str, options: &ScenarioOptions) -> anyhow::Result<Scenar
         let log = options.dir.join(format!("api-{}.log", n + 1));
         apis.push(app.add_api(Some(&log)).await);
     }
+    let mut worker_logs = Vec::new();
     for _ in 0..WORKERS {
-        app.add_worker_with(&[], Some(&worker_log));
+        worker_logs.push(start_worker(&mut app, &options.dir));
     }
     let mut events = Vec::new();
     for &capacity in CAPACITIES {
@@ -126,7 +132,9 @@ pub async fn run(name: &str, options: &ScenarioOptions) -> anyhow::Result<Scenar
         history: Arc::new(history),
         options,
         rng: StdRng::seed_from_u64(options.seed),
-        worker_log,
+        worker_logs,
+        events: events.clone(),
+        stopped: Vec::new(),
         notes: Vec::new(),
         extra: Vec::new(),
         poison_sent: 0,
@@ -156,10 +164,20 @@ pub async fn run(name: &str, options: &ScenarioOptions) -> anyhow::Result<Scenar
         run.check_dead_letters().await?;
     }
     if name == "stop-worker" {
-        let log = std::fs::read_to_string(&run.worker_log).unwrap_or_default();
-        let stale = log.matches("older than the event's").count();
+        let (mut stale, mut stale_paused, mut vanished) = (0, 0, 0);
+        for (pid, log) in &run.worker_logs {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            let refused = log.matches("older than the event's").count();
+            stale += refused;
+            if run.stopped.contains(pid) {
+                stale_paused += refused;
+                vanished += log.matches("vanished right after it was granted").count();
+            }
+        }
         run.notes.push(format!(
-            "worker log: {stale} write(s) refused for a stale fencing token"
+            "worker logs: {stale} write(s) refused for a stale fencing token \
+             ({stale_paused} by the paused workers); {vanished} lock(s) found lost \
+             by the paused workers on waking (lease expired before the token was read)"
         ));
     }
 
@@ -239,9 +257,15 @@ impl Run<'_> {
                 }
                 tokio::time::sleep(secs(3.0)).await;
             }
+            "crash-points" => {
+                tokio::time::sleep(secs(1.0)).await;
+                self.crash_points(secs(if short { 10.0 } else { 30.0 }))
+                    .await?;
+                tokio::time::sleep(secs(3.0)).await;
+            }
             "stop-worker" => {
                 tokio::time::sleep(secs(2.0)).await;
-                for _ in 0..(if short { 1 } else { 3 }) {
+                for _ in 0..(if short { 2 } else { 4 }) {
                     self.stop_worker(secs((2 * LEASE_TTL_SECS + 1) as f64))
                         .await?;
                     tokio::time::sleep(secs(2.0)).await;
@@ -289,7 +313,8 @@ impl Run<'_> {
         let pid = worker.id();
         worker.kill().context("SIGKILL")?;
         worker.wait().ok();
-        let replacement = self.app.add_worker_with(&[], Some(&self.worker_log));
+        let (replacement, log) = start_worker(&mut self.app, &self.options.dir);
+        self.worker_logs.push((replacement, log));
         self.fault(
             "sigkill-worker",
             format!("SIGKILL worker pid {pid}; replacement pid {replacement}"),
@@ -298,22 +323,165 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Replaces the workers by workers armed with a crash point
+    /// (`WORKER_CRASH_AT=<point>:<n>`: abort the n-th time the point is
+    /// reached; needs the failpoint of RELIABILITY.md in the worker) and
+    /// replaces each one that crashes, for `duration`. A worker build
+    /// without the failpoint ignores the variable: then nothing crashes and
+    /// the scenario says so.
+    async fn crash_points(&mut self, duration: Duration) -> anyhow::Result<()> {
+        const POINTS: &[&str] = &["after-commit", "after-publish"];
+        let armed = |rng: &mut StdRng| {
+            let point = POINTS[rng.random_range(0..POINTS.len())];
+            format!("{point}:{}", rng.random_range(2..8))
+        };
+        let mut armed_pids: HashMap<u32, String> = HashMap::new();
+        // Arm new workers first, then stop the unarmed ones (SIGTERM).
+        let unarmed: Vec<u32> = self.app.workers.iter().map(|w| w.id()).collect();
+        for _ in 0..WORKERS {
+            let spec = armed(&mut self.rng);
+            let (pid, log) = start_worker_with(&mut self.app, &self.options.dir, &spec);
+            self.worker_logs.push((pid, log));
+            armed_pids.insert(pid, spec);
+        }
+        for pid in unarmed {
+            signal(pid, "TERM").await?;
+        }
+        let deadline = Instant::now() + duration;
+        let mut crashes = 0;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            for index in 0..self.app.workers.len() {
+                let pid = self.app.workers[index].id();
+                let Some(spec) = armed_pids.get(&pid).cloned() else {
+                    continue;
+                };
+                let Ok(Some(status)) = self.app.workers[index].try_wait() else {
+                    continue;
+                };
+                armed_pids.remove(&pid);
+                crashes += 1;
+                let start = self.history.now_ms();
+                let next = armed(&mut self.rng);
+                let (replacement, log) = start_worker_with(&mut self.app, &self.options.dir, &next);
+                self.worker_logs.push((replacement, log));
+                armed_pids.insert(replacement, next.clone());
+                self.fault(
+                    "crash-point",
+                    format!(
+                        "worker pid {pid} armed with {spec} exited ({status}); replacement pid {replacement} armed with {next}"
+                    ),
+                    start,
+                );
+            }
+        }
+        // Disarm: unarmed workers take over, the armed ones stop.
+        for _ in 0..WORKERS {
+            let (pid, log) = start_worker(&mut self.app, &self.options.dir);
+            self.worker_logs.push((pid, log));
+        }
+        for pid in armed_pids.keys() {
+            signal(*pid, "TERM").await.ok();
+        }
+        if crashes == 0 {
+            self.notes.push(
+                "no worker crashed: this worker build has no WORKER_CRASH_AT failpoint \
+                 (see the proposed diff in RELIABILITY.md); the scenario ran without faults"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Pauses the worker that holds an event lock (found in etcd, its
+    /// lease mapped to a pid through the worker logs) for `pause`, longer
+    /// than its lease TTL, notes who holds the lock meanwhile, then resumes
+    /// it. Falls back to a random worker if no holder shows within 5 s.
     async fn stop_worker(&mut self, pause: Duration) -> anyhow::Result<()> {
-        let index = self.live_worker().context("no live worker")?;
-        let pid = self.app.workers[index].id();
+        let mut etcd = self.app.etcd().await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut target = None;
+        while target.is_none() && Instant::now() < deadline {
+            let leases = self.worker_leases();
+            for event in &self.events {
+                if let Some((lease, token)) =
+                    lock_holder(&mut etcd, &self.app.namespace, event.id).await?
+                    && let Some(pid) = leases.get(&lease)
+                {
+                    target = Some((*pid, event.id, lease, token));
+                    break;
+                }
+            }
+            if target.is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        // A few ms after the grant: with luck, past the token read and
+        // inside the decide transaction (only a failpoint would make this
+        // exact; see RELIABILITY.md).
+        let jitter = self.rng.random_range(0..8);
+        tokio::time::sleep(Duration::from_millis(jitter)).await;
         let start = self.history.now_ms();
+        let (pid, what) = match &target {
+            Some((pid, event, lease, token)) => (
+                *pid,
+                format!("holder of event {event}'s lock (lease {lease}, token {token})"),
+            ),
+            None => {
+                let index = self.live_worker().context("no live worker")?;
+                (
+                    self.app.workers[index].id(),
+                    "a random worker (no lock holder seen)".to_owned(),
+                )
+            }
+        };
         signal(pid, "STOP").await?;
-        tokio::time::sleep(pause).await;
+        self.stopped.push(pid);
+        // Who takes the lock once the paused worker's lease has expired.
+        let resume_at = Instant::now() + pause;
+        let mut takeover = String::new();
+        if let Some((_, event, paused_lease, _)) = &target {
+            while Instant::now() < resume_at {
+                if let Some((lease, token)) =
+                    lock_holder(&mut etcd, &self.app.namespace, *event).await?
+                    && lease != *paused_lease
+                {
+                    takeover = format!("; lease {lease} took the lock with token {token}");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        tokio::time::sleep_until(resume_at.into()).await;
         signal(pid, "CONT").await?;
         self.fault(
             "sigstop-worker",
             format!(
-                "SIGSTOP worker pid {pid} for {:.1} s (lease TTL {LEASE_TTL_SECS} s), then SIGCONT",
-                pause.as_secs_f64()
+                "SIGSTOP worker pid {pid}, {what}, for {:.1} s (lease TTL {LEASE_TTL_SECS} s){takeover}; then SIGCONT",
+                pause.as_secs_f64(),
             ),
             start,
         );
         Ok(())
+    }
+
+    /// Lease (hex) → pid, from the "etcd lease granted" lines of the worker
+    /// logs (the last grant of each worker wins).
+    fn worker_leases(&self) -> HashMap<String, u32> {
+        let mut leases = HashMap::new();
+        for (pid, log) in &self.worker_logs {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(lease) = text
+                .lines()
+                .filter(|l| l.contains("etcd lease granted"))
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|v| v["fields"]["lease"].as_str().map(str::to_owned))
+                .next_back()
+            {
+                leases.insert(lease, *pid);
+            }
+        }
+        leases
     }
 
     async fn service(&self, action: &str, server: &str) -> anyhow::Result<()> {
@@ -490,6 +658,50 @@ impl Run<'_> {
             });
         }
     }
+}
+
+/// Starts a worker logging JSON to its own file (lease grants included, so
+/// that a lock holder can be mapped to its pid).
+fn start_worker(app: &mut TestApp, dir: &std::path::Path) -> (u32, PathBuf) {
+    start_worker_with(app, dir, "")
+}
+
+/// Like `start_worker`, armed with `WORKER_CRASH_AT=<crash_at>` unless empty.
+fn start_worker_with(app: &mut TestApp, dir: &std::path::Path, crash_at: &str) -> (u32, PathBuf) {
+    let log = dir.join(format!("worker-{}.log", app.workers.len() + 1));
+    let mut env = vec![
+        ("LOG_FORMAT", "json".to_owned()),
+        ("RUST_LOG", "warn,worker::lease=info".to_owned()),
+    ];
+    if !crash_at.is_empty() {
+        env.push(("WORKER_CRASH_AT", crash_at.to_owned()));
+    }
+    let pid = app.add_worker_with(&env, Some(&log));
+    (pid, log)
+}
+
+/// The lease (hex) and fencing token (create revision) of the holder of an
+/// event's lock: the waiter with the lowest create revision.
+async fn lock_holder(
+    etcd: &mut etcd_client::Client,
+    namespace: &str,
+    event: i64,
+) -> anyhow::Result<Option<(String, i64)>> {
+    let prefix = format!("{}/", shared::etcd::event_lock_name(namespace, event));
+    let response = etcd
+        .get(
+            prefix.as_str(),
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await?;
+    Ok(response
+        .kvs()
+        .iter()
+        .min_by_key(|kv| kv.create_revision())
+        .and_then(|kv| {
+            let key = kv.key_str().ok()?;
+            Some((key.rsplit('/').next()?.to_owned(), kv.create_revision()))
+        }))
 }
 
 async fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {

@@ -63,8 +63,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Run one fault scenario on its own deployment; prints one JSON result
-    /// line on stdout; exits 1 on any violation.
+    /// Run one fault scenario on its own deployment; writes one JSON result
+    /// line to `<dir>/result.json` (and stdout); exits 1 on any violation.
     Scenario {
         /// One of: baseline, kill-worker, stop-worker, restart-rabbitmq,
         /// restart-mysql, restart-etcd, poison.
@@ -217,7 +217,11 @@ async fn main() -> anyhow::Result<ExitCode> {
             for note in &result.notes {
                 eprintln!("note: {note}");
             }
-            println!("{}", serde_json::to_string(&result)?);
+            // Also written to a file: the first api replica's output shares
+            // this process's stdout.
+            let line = serde_json::to_string(&result)?;
+            std::fs::write(options.dir.join("result.json"), format!("{line}\n"))?;
+            println!("{line}");
             Ok(if result.violations == 0 {
                 ExitCode::SUCCESS
             } else {

@@ -611,10 +611,30 @@ impl Run<'_> {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         connection.close(200, "done".into()).await.ok();
+        let logged: usize = self
+            .worker_logs
+            .iter()
+            .map(|(_, log)| {
+                std::fs::read_to_string(log)
+                    .unwrap_or_default()
+                    .matches("dead-lettering a message that is not a command")
+                    .count()
+            })
+            .sum();
         self.notes.push(format!(
-            "{} poison message(s) published, {count} in {}",
+            "{} poison message(s) published, {count} in {}, {logged} logged by the workers",
             self.poison_sent, topology.dead_letters
         ));
+        if (logged as u64) < self.poison_sent {
+            self.extra.push(Violation {
+                rule: "poison",
+                id: topology.dead_letters.clone(),
+                detail: format!(
+                    "{} poison messages published, {logged} dead-letterings logged",
+                    self.poison_sent
+                ),
+            });
+        }
         if u64::from(count) != self.poison_sent {
             self.extra.push(Violation {
                 rule: "poison",

@@ -98,6 +98,14 @@ impl Worker {
         &self.db
     }
 
+    /// Releases one lock; if that fails the lock may linger, so the lease it
+    /// hangs on is given up and it dies with it.
+    async fn release(&self, etcd: &mut etcd_client::Client, lock: HeldLock) {
+        if !lock::release(etcd, lock).await {
+            self.lease.abandon();
+        }
+    }
+
     /// Releases every kept lock (idle, or stopping).
     async fn release_holds(&self) {
         self.release_holds_except(None).await;
@@ -116,7 +124,7 @@ impl Worker {
         };
         let mut etcd = self.etcd.clone();
         for hold in holds {
-            lock::release(&mut etcd, hold.lock).await;
+            self.release(&mut etcd, hold.lock).await;
         }
     }
 
@@ -269,6 +277,7 @@ impl Worker {
         if let Some((available, version)) = decided.availability {
             self.cache.store(event_id, version, available).await;
         }
+        crate::failpoint::hit("after-commit");
         for ((delivery, _), outcome) in items.iter().zip(&decided.outcomes) {
             let Some(reply_to) = delivery.properties.reply_to() else {
                 continue;
@@ -290,6 +299,7 @@ impl Worker {
                 tracing::warn!(%error, "could not publish an outcome");
             }
         }
+        crate::failpoint::hit("after-publish");
         let replied_in = started.elapsed();
         if keep {
             // The whole batch is this group, and every earlier batch is
@@ -357,7 +367,7 @@ impl Worker {
             Some(hold) if Some(hold.lock.lease) == lease => hold,
             stale => {
                 if let Some(stale) = stale {
-                    lock::release(&mut etcd, stale.lock).await;
+                    self.release(&mut etcd, stale.lock).await;
                 }
                 let name = event_lock_name(&self.config.connections.namespace, event_id);
                 let lock =
@@ -380,7 +390,7 @@ impl Worker {
         if keep && result.is_ok() && hold.acquired.elapsed() < self.config.lock_max_hold() {
             self.holds.lock().await.insert(event_id, hold);
         } else {
-            lock::release(&mut etcd, hold.lock).await;
+            self.release(&mut etcd, hold.lock).await;
         }
         Ok(result?)
     }

@@ -1,15 +1,28 @@
 //! The worker's single etcd lease. Every lock this process takes is attached
 //! to it, so if the process dies or stalls its locks expire with the lease.
 //! A background task keeps it alive and grants a new one when it is lost.
+//!
+//! A lease that had trouble is never resumed: a lock this worker failed to
+//! delete (etcd unreachable, or the unlock timed out) is still attached to
+//! it, and etcd revives leases when it restarts, so renewing that lease
+//! would keep the orphaned lock, and every worker waiting on it, forever
+//! (found by `scripts/chaos restart-etcd`). The old lease is revoked if etcd
+//! answers, or left to expire; the fencing token covers the handover.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use etcd_client::Client;
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::{
+    sync::{Notify, watch},
+    task::JoinHandle,
+};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone)]
-pub struct Lease(watch::Receiver<Option<i64>>);
+pub struct Lease {
+    current: watch::Receiver<Option<i64>>,
+    abandon: Arc<Notify>,
+}
 
 impl Lease {
     /// Starts granting and renewing the lease in the background; on
@@ -20,13 +33,26 @@ impl Lease {
         shutdown: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = watch::channel(None);
-        let task = tokio::spawn(keep_alive(client, ttl_secs, tx, shutdown));
-        (Self(rx), task)
+        let abandon = Arc::new(Notify::new());
+        let task = tokio::spawn(keep_alive(client, ttl_secs, tx, abandon.clone(), shutdown));
+        (
+            Self {
+                current: rx,
+                abandon,
+            },
+            task,
+        )
     }
 
     /// The live lease id, or `None` while there is none (etcd unreachable).
     pub fn current(&self) -> Option<i64> {
-        *self.0.borrow()
+        *self.current.borrow()
+    }
+
+    /// Gives the lease up and takes a new one: called when a lock attached
+    /// to it could not be released, so that the lock dies with the lease.
+    pub fn abandon(&self) {
+        self.abandon.notify_one();
     }
 }
 
@@ -34,6 +60,7 @@ async fn keep_alive(
     mut client: Client,
     ttl_secs: i64,
     tx: watch::Sender<Option<i64>>,
+    abandon: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
     let ttl_secs = ttl_secs.max(2);
@@ -75,17 +102,20 @@ async fn keep_alive(
         };
         let result = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = abandon.notified() => Err(etcd_client::Error::LeaseKeepAliveError(
+                "a lock attached to it could not be released".into(),
+            )),
             result = step => result,
         };
-        // Whether the old lease survives is unknown until etcd answers again;
-        // take no new locks meanwhile. An expired lease is replaced.
         tx.send_replace(None);
         match result {
             Ok(expired) => {
-                tracing::warn!(lease = format_args!("{expired:x}"), "etcd lease expired");
-                lease_id = None;
+                tracing::warn!(lease = format_args!("{expired:x}"), "etcd lease expired")
             }
-            Err(error) => tracing::warn!(%error, "etcd lease keep-alive failed"),
+            Err(error) => tracing::warn!(%error, "giving up the etcd lease; taking a new one"),
+        }
+        if let Some(old) = lease_id.take() {
+            let _ = tokio::time::timeout(renew_every, client.lease_revoke(old)).await;
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,

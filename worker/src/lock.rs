@@ -63,12 +63,18 @@ pub async fn acquire(
     Ok(HeldLock { key, lease, token })
 }
 
-/// Releases a lock; failure only delays the next holder until the lease
-/// expires, so it is logged rather than returned.
-pub async fn release(client: &mut Client, lock: HeldLock) {
+/// Releases a lock. `false` means the lock may still exist: the caller must
+/// then give up the lease (`Lease::abandon`) so that the lock dies with it.
+pub async fn release(client: &mut Client, lock: HeldLock) -> bool {
     match tokio::time::timeout(Duration::from_secs(2), client.unlock(lock.key)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => tracing::warn!(%error, "unlock failed; the lock expires with the lease"),
-        Err(_) => tracing::warn!("unlock timed out; the lock expires with the lease"),
+        Ok(Ok(_)) => true,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "unlock failed; abandoning the lease");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("unlock timed out; abandoning the lease");
+            false
+        }
     }
 }

@@ -5,5 +5,6 @@
 pub mod config;
 pub mod consumer;
 pub mod decide;
+pub mod failpoint;
 pub mod lease;
 pub mod lock;

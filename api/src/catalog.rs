@@ -49,11 +49,16 @@ pub async fn available(state: &AppState, event_id: i64) -> Result<i32, ApiError>
         return Ok(available);
     }
     let event = find(state, event_id).await?;
+    cache(state, &event).await;
+    Ok(event.available)
+}
+
+/// Puts the event's availability in the cache (unless a newer one is there).
+pub async fn cache(state: &AppState, event: &event::Model) {
     state
         .cache
         .store(event.id, event.version, event.available)
         .await;
-    Ok(event.available)
 }
 
 /// The event row, or 404.

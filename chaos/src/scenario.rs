@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use lapin::{
-    BasicProperties, Connection, ConnectionProperties,
+    BasicProperties, Channel, Connection, ConnectionProperties,
     options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
     types::FieldTable,
 };
@@ -528,10 +528,10 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Publishes garbage, a wrong-version command and a 1 MB body straight
-    /// to the command queue.
-    async fn poison(&mut self) -> anyhow::Result<()> {
-        let start = self.history.now_ms();
+    /// This deployment's queue names, and a broker connection with one
+    /// channel (close the connection when done).
+    async fn broker(&self) -> anyhow::Result<(Topology, Connection, Channel)> {
+        // The length bound only matters when declaring; only names are used.
         let topology = Topology::new(&self.app.namespace, 100_000);
         let connection = Connection::connect(
             &testkit::app::env("AMQP_URL"),
@@ -539,6 +539,14 @@ impl Run<'_> {
         )
         .await?;
         let channel = connection.create_channel().await?;
+        Ok((topology, connection, channel))
+    }
+
+    /// Publishes garbage, a wrong-version command and a 1 MB body straight
+    /// to the command queue.
+    async fn poison(&mut self) -> anyhow::Result<()> {
+        let start = self.history.now_ms();
+        let (topology, connection, channel) = self.broker().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
@@ -584,13 +592,7 @@ impl Run<'_> {
 
     /// Every poison message must be in the dead-letter queue.
     async fn check_dead_letters(&mut self) -> anyhow::Result<()> {
-        let topology = Topology::new(&self.app.namespace, 100_000);
-        let connection = Connection::connect(
-            &testkit::app::env("AMQP_URL"),
-            ConnectionProperties::default(),
-        )
-        .await?;
-        let channel = connection.create_channel().await?;
+        let (topology, connection, channel) = self.broker().await?;
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut count;
         loop {

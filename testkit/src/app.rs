@@ -109,7 +109,7 @@ impl TestApp {
         migrations::seed_demo_event(&db).await.expect("demo event");
 
         let port = free_port();
-        let mut env: Vec<(String, String)> = vec![
+        let env: Vec<(String, String)> = vec![
             ("DATABASE_URL".into(), database_url.clone()),
             ("DATABASE_MAX_CONNECTIONS".into(), "8".into()),
             ("AMQP_URL".into(), env("AMQP_URL")),
@@ -123,10 +123,7 @@ impl TestApp {
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
             ),
         ];
-        for (key, value) in options.env {
-            env.retain(|(k, _)| k != key);
-            env.push((key.to_owned(), value));
-        }
+        let env = overridden(&env, options.env);
         let mut app = Self {
             base: format!("http://127.0.0.1:{port}"),
             namespace,
@@ -137,7 +134,7 @@ impl TestApp {
                 .pool_max_idle_per_host(64)
                 .build()
                 .expect("http client"),
-            api: spawn("api", &env),
+            api: spawn("api", &env, None),
             workers: Vec::new(),
             extra_apis: Vec::new(),
             env,
@@ -145,12 +142,12 @@ impl TestApp {
         for _ in 0..options.workers {
             app.add_worker();
         }
-        app.wait_ready().await;
+        wait_ready(&app.http, &app.base, &mut app.api).await;
         app
     }
 
     pub fn add_worker(&mut self) {
-        let child = spawn("worker", &self.env);
+        let child = spawn("worker", &self.env, None);
         self.workers.push(child);
     }
 
@@ -159,12 +156,8 @@ impl TestApp {
     /// `None`), and returns its pid. Used by the fault-injection tests to
     /// start replacements and to keep worker logs apart.
     pub fn add_worker_with(&mut self, env: &[(&str, String)], log: Option<&Path>) -> u32 {
-        let mut vars = self.env.clone();
-        for (key, value) in env {
-            vars.retain(|(k, _)| k != key);
-            vars.push(((*key).to_owned(), value.clone()));
-        }
-        let child = spawn_logged("worker", &vars, log);
+        let vars = overridden(&self.env, env.iter().map(|(k, v)| (*k, v.clone())));
+        let child = spawn("worker", &vars, log);
         let pid = child.id();
         self.workers.push(child);
         pid
@@ -176,42 +169,12 @@ impl TestApp {
     /// with the deployment.
     pub async fn add_api(&mut self, log: Option<&Path>) -> String {
         let port = free_port();
-        let mut vars = self.env.clone();
-        vars.retain(|(k, _)| k != "LISTEN_ADDR");
-        vars.push(("LISTEN_ADDR".into(), format!("127.0.0.1:{port}")));
-        let mut child = spawn_logged("api", &vars, log);
+        let vars = overridden(&self.env, [("LISTEN_ADDR", format!("127.0.0.1:{port}"))]);
+        let mut child = spawn("api", &vars, log);
         let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(response) = self.http.get(format!("{base}/readyz")).send().await
-                && response.status() == 200
-            {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("api exited during start-up: {status}");
-            }
-            assert!(Instant::now() < deadline, "api not ready within 60 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_ready(&self.http, &base, &mut child).await;
         self.extra_apis.push(child);
         base
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(response) = self.http.get(self.url("/readyz")).send().await
-                && response.status() == 200
-            {
-                return;
-            }
-            if let Ok(Some(status)) = self.api.try_wait() {
-                panic!("api exited during start-up: {status}");
-            }
-            assert!(Instant::now() < deadline, "api not ready within 60 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 
     /// Process ids of the api and of the workers still running.
@@ -299,39 +262,57 @@ impl TestApp {
     }
 }
 
-fn spawn(binary: &str, env: &[(String, String)]) -> Child {
+/// `base` with each of `overrides` replacing any earlier value of its key.
+fn overridden<'a>(
+    base: &[(String, String)],
+    overrides: impl IntoIterator<Item = (&'a str, String)>,
+) -> Vec<(String, String)> {
+    let mut vars = base.to_vec();
+    for (key, value) in overrides {
+        vars.retain(|(k, _)| k != key);
+        vars.push((key.to_owned(), value));
+    }
+    vars
+}
+
+/// Starts `binary` with exactly `env` (plus PATH), its stdout and stderr
+/// appended to `log`, or inherited when `None`.
+fn spawn(binary: &str, env: &[(String, String)], log: Option<&Path>) -> Child {
+    let output = || match log {
+        None => Stdio::inherit(),
+        Some(log) => OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map(Stdio::from)
+            .unwrap_or_else(|e| panic!("open {}: {e}", log.display())),
+    };
     Command::new(bin_dir().join(binary))
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
+        .stdout(output())
+        .stderr(output())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {binary}: {e}"))
 }
 
-/// Like `spawn`, with stdout and stderr appended to `log` when given.
-fn spawn_logged(binary: &str, env: &[(String, String)], log: Option<&Path>) -> Child {
-    let Some(log) = log else {
-        return spawn(binary, env);
-    };
-    let open = || {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap_or_else(|e| panic!("open {}: {e}", log.display()))
-    };
-    Command::new(bin_dir().join(binary))
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdin(Stdio::null())
-        .stdout(open())
-        .stderr(open())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {binary}: {e}"))
+/// Waits until the api at `base` answers `/readyz` with 200.
+async fn wait_ready(http: &reqwest::Client, base: &str, api: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = http.get(format!("{base}/readyz")).send().await
+            && response.status() == 200
+        {
+            return;
+        }
+        if let Ok(Some(status)) = api.try_wait() {
+            panic!("api exited during start-up: {status}");
+        }
+        assert!(Instant::now() < deadline, "api not ready within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 impl Drop for TestApp {

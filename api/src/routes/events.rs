@@ -108,10 +108,7 @@ pub async fn create(
     .await?;
     let event = catalog::find(&state, inserted.last_insert_id).await?;
     // Warm the cache so the first burst of reads finds it.
-    state
-        .cache
-        .store(event.id, event.version, event.available)
-        .await;
+    catalog::cache(&state, &event).await;
     let location = format!("/events/{}", event.id);
     Ok((
         StatusCode::CREATED,

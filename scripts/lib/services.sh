@@ -95,6 +95,23 @@ svc_init() {
     SVC_RABBIT_HOME="$SVC_DIR/rabbitmq/home"
     : "${SVC_DB_GRANT:=database}"
     : "${SVC_ADMIN_TOKEN:=dev-admin-token}"
+    _svc_check_outside_ephemeral_range "$SVC_MYSQL_PORT" "$SVC_AMQP_PORT" \
+        "$((SVC_AMQP_PORT + 20000))" "$((SVC_AMQP_PORT + 21010))" \
+        "$SVC_ETCD_PORT" "$((SVC_ETCD_PORT + 1))" "$SVC_REDIS_PORT"
+}
+
+# A listening port inside the kernel's ephemeral range can be taken at any
+# moment by the local end of an outgoing connection (the tests open thousands),
+# and then the server fails to bind: a flaky start that no retry cures.
+_svc_check_outside_ephemeral_range() {
+    local range low high port
+    range=$(cat /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null) || return 0
+    read -r low high <<<"$range"
+    for port in "$@"; do
+        if ((port >= low && port <= high)); then
+            svc_die "port $port lies in the ephemeral range $low-$high; pick a port below $low"
+        fi
+    done
 }
 
 _svc_need_init() {

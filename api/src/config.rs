@@ -2,8 +2,11 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use axum::http::HeaderName;
 use clap::Parser;
 use shared::{config::ConnectionArgs, settings::SettingsArgs};
+
+use crate::server::Limits;
 
 #[derive(Parser, Debug, Clone)]
 #[command(name = "api", about = "HTTP api of the ticket reservation system")]
@@ -31,10 +34,57 @@ pub struct Config {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Time a client has to send a request body once its head is read (408
+    /// beyond it).
+    #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_read_timeout_ms: u64,
+
+    /// Largest request line plus headers, in bytes (431 beyond it).
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Most header fields in one request (431 beyond it).
+    #[arg(long, env = "MAX_HEADERS", default_value_t = 64)]
+    pub max_headers: usize,
+
+    /// Time a client has to send a request head; also how long an idle
+    /// keep-alive connection stays open.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+
+    /// Open connections at most; further clients wait in the listen backlog.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Reserve requests per second allowed to one client, sustained; 0 turns
+    /// the limit off. Beyond it: 429 with `Retry-After`.
+    #[arg(long, env = "RESERVE_RATE_LIMIT_PER_SEC", default_value_t = 20)]
+    pub reserve_rate_limit_per_sec: u32,
+
+    /// Reserve requests one client may send at once before the sustained rate
+    /// applies.
+    #[arg(long, env = "RESERVE_RATE_LIMIT_BURST", default_value_t = 40)]
+    pub reserve_rate_limit_burst: u32,
+
+    /// Header holding the client's address, set by a trusted reverse proxy
+    /// (e.g. `X-Real-IP`); when unset the peer address identifies the client.
+    /// Never set it without such a proxy: clients could pick their own key.
+    #[arg(long, env = "CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<HeaderName>,
 }
 
 impl Config {
     pub fn publish_timeout(&self) -> Duration {
         self.connections.backend_timeout()
+    }
+
+    pub fn server_limits(&self) -> Limits {
+        Limits {
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            max_connections: self.max_connections,
+        }
     }
 }

@@ -28,7 +28,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase())
             .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
-        let bytes = read_body(request.into_body(), state.max_body_bytes).await?;
+        let timeout = state.body_read_timeout;
+        let bytes = tokio::time::timeout(
+            timeout,
+            read_body(request.into_body(), state.max_body_bytes),
+        )
+        .await
+        .map_err(|_| ApiError::RequestTimeout(timeout.as_millis() as u64))??;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(None));
         }

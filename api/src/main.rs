@@ -8,12 +8,14 @@ mod config;
 mod extract;
 mod pending;
 mod problem;
+mod ratelimit;
 mod routes;
+mod server;
 mod state;
 mod views;
 mod waiters;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::Parser;
@@ -25,7 +27,9 @@ use shared::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{broker::Broker, config::Config, state::AppState, waiters::Waiters};
+use crate::{
+    broker::Broker, config::Config, ratelimit::ClientLimiter, state::AppState, waiters::Waiters,
+};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -59,6 +63,16 @@ async fn main() -> anyhow::Result<()> {
             .run(connections.amqp_url.clone(), shutdown.clone()),
     );
 
+    let reserve_limiter = ClientLimiter::new(
+        config.reserve_rate_limit_per_sec,
+        config.reserve_rate_limit_burst,
+        config.client_ip_header.clone(),
+    )
+    .map(Arc::new);
+    if let Some(limiter) = &reserve_limiter {
+        tokio::spawn(limiter.clone().forget_quiet_clients(shutdown.clone()));
+    }
+
     let state = AppState {
         db: db.clone(),
         cache,
@@ -68,15 +82,21 @@ async fn main() -> anyhow::Result<()> {
         etcd,
         admin_token: Arc::from(config.admin_token.as_str()),
         max_body_bytes: config.max_body_bytes,
+        body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
+        reserve_limiter,
         backend_timeout: timeout,
     };
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("binding {}", config.listen_addr))?;
     tracing::info!(addr = %listener.local_addr()?, "api listening");
-    axum::serve(listener, routes::router(state))
-        .with_graceful_shutdown(terminate_signal())
-        .await?;
+    server::serve(
+        listener,
+        routes::router(state),
+        config.server_limits(),
+        terminate_signal(),
+    )
+    .await;
     shutdown.cancel();
     let _ = broker_task.await;
     db.close().await?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 use shared::{cache::AvailabilityCache, settings::LiveSettings};
 
-use crate::{broker::Broker, catalog::KnownEvents};
+use crate::{broker::Broker, catalog::KnownEvents, ratelimit::ClientLimiter};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,5 +17,8 @@ pub struct AppState {
     pub etcd: etcd_client::Client,
     pub admin_token: Arc<str>,
     pub max_body_bytes: usize,
+    pub body_read_timeout: std::time::Duration,
+    /// `None` when the per-client limit on reserve is off.
+    pub reserve_limiter: Option<Arc<ClientLimiter>>,
     pub backend_timeout: std::time::Duration,
 }

@@ -118,6 +118,9 @@ impl TestApp {
             ("ADMIN_TOKEN".into(), env("ADMIN_TOKEN")),
             ("TICKETS_NAMESPACE".into(), namespace.clone()),
             ("LISTEN_ADDR".into(), format!("127.0.0.1:{port}")),
+            // Every test client shares 127.0.0.1; tests of the limit turn it
+            // back on through `Options::env`.
+            ("RESERVE_RATE_LIMIT_PER_SEC".into(), "0".into()),
             (
                 "RUST_LOG".into(),
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),

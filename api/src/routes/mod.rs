@@ -9,6 +9,7 @@ pub mod users;
 use axum::{
     Json, Router,
     http::{Method, Uri},
+    middleware,
     routing::{get, post},
 };
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
@@ -18,7 +19,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use crate::{problem::ApiError, state::AppState};
+use crate::{problem::ApiError, ratelimit, state::AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,11 +48,18 @@ impl Modify for AdminToken {
 }
 
 pub fn router(state: AppState) -> Router {
+    let reserve = match &state.reserve_limiter {
+        Some(limiter) => post(reserve::reserve).route_layer(middleware::from_fn_with_state(
+            limiter.clone(),
+            ratelimit::limit,
+        )),
+        None => post(reserve::reserve),
+    };
     Router::new()
         .route("/events", post(events::create).get(events::list))
         .route("/events/{id}", get(events::get))
         .route("/events/{id}/tickets", get(events::tickets))
-        .route("/events/{id}/reserve", post(reserve::reserve))
+        .route("/events/{id}/reserve", reserve)
         .route(
             "/reservations/{id}",
             get(reservations::get).delete(reservations::cancel),

@@ -12,9 +12,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, IsolationLevel, QueryFilter, QuerySelect, QueryTrait, Statement,
-    TransactionTrait,
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    IsolationLevel, QueryFilter, QuerySelect, TransactionTrait,
     sea_query::{Expr, ExprTrait, MysqlQueryBuilder, OnConflict, Query},
 };
 use shared::{
@@ -78,18 +77,14 @@ pub async fn decide(
     }
 
     let ids: Vec<Uuid> = commands.iter().map(Command::reservation_id).collect();
-    let select = reservation::Entity::find()
-        .filter(reservation::Column::Id.is_in(ids.iter().map(|id| id.as_bytes().to_vec())))
+    let mut rows: HashMap<Uuid, reservation::Model> = reservation::Entity::find()
+        .filter(reservation::Column::Id.is_in(padded(&ids)))
         .lock_exclusive()
-        .into_query()
-        .to_string(MysqlQueryBuilder);
-    let mut rows: HashMap<Uuid, reservation::Model> =
-        reservation::Model::find_by_statement(Statement::from_string(DbBackend::MySql, select))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|row| (row.id, row))
-            .collect();
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|row| (row.id, row))
+        .collect();
 
     let now = Utc::now();
     let mut available = event.available;
@@ -192,17 +187,32 @@ pub async fn decide(
     })
 }
 
+/// The ids of the `IN (…)` select, repeated up to the next power of two.
+///
+/// Statements whose shape follows the batch size must not churn sqlx's
+/// per-connection prepared-statement cache: each eviction sends a
+/// `COM_STMT_CLOSE`, which gets no reply, so with sqlx 0.9 (no
+/// `TCP_NODELAY`) the next packet waits ~40 ms for a delayed ACK. Padding
+/// leaves the select at most ten shapes for batches up to 512, which stay
+/// cached; repeating an id does not change what the select returns.
+fn padded(ids: &[Uuid]) -> Vec<Vec<u8>> {
+    let shape = ids.len().next_power_of_two();
+    ids.iter()
+        .chain(std::iter::repeat_n(
+            ids.last().unwrap_or(&Uuid::nil()),
+            shape - ids.len(),
+        ))
+        .map(|id| id.as_bytes().to_vec())
+        .collect()
+}
+
 /// One multi-row `INSERT … ON DUPLICATE KEY UPDATE` for the decided rows:
 /// new rows are inserted whole, rows the api created as `pending` get their
 /// decision.
 ///
-/// The two statements whose shape depends on the batch size (this one and
-/// the `IN (…)` select) are sent as plain text with their values inlined
-/// (all typed values, escaped by sea-query) rather than as prepared
-/// statements: batches of every size would churn sqlx's per-connection
-/// statement cache, and each eviction sends a `COM_STMT_CLOSE` that gets no
-/// reply, so with sqlx 0.9 (no `TCP_NODELAY`) the next packet waits ~40 ms
-/// for a delayed ACK.
+/// Its shape follows the batch size too (see [`padded`]), and padding rows
+/// is not possible, so it is sent as plain text with its values inlined (all
+/// typed values, escaped by sea-query) rather than as a prepared statement.
 fn upsert<'a>(rows: impl Iterator<Item = &'a reservation::Model>) -> Result<String, DbErr> {
     use reservation::Column as C;
     let mut insert = Query::insert();

@@ -18,7 +18,7 @@ use lapin::{
     types::FieldTable,
 };
 use shared::{
-    messages::{self, Command, Outcome},
+    messages::{self, Command, Reply},
     shutdown::reconnect_backoff,
     topology::Topology,
 };
@@ -181,9 +181,13 @@ impl Broker {
         tracing::info!(reply_queue = %self.reply_queue, "connected to the broker");
         while let Some(delivery) = consumer.next().await {
             let delivery = delivery?;
-            match messages::decode::<Outcome>(&delivery.data) {
-                Ok(outcome) => self.waiters.resolve(&outcome),
-                Err(error) => tracing::warn!(%error, "ignoring an unreadable outcome"),
+            match messages::decode::<Reply>(&delivery.data) {
+                Ok(reply) => {
+                    for outcome in reply.into_outcomes() {
+                        self.waiters.resolve(&outcome);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "ignoring an unreadable reply"),
             }
         }
         Ok(())

@@ -11,6 +11,7 @@
 
 mod ceiling;
 mod load;
+mod profile;
 mod report;
 mod stats;
 
@@ -58,6 +59,10 @@ struct Args {
     /// Short run for CI: 2 s per scenario, 16 clients.
     #[arg(long)]
     smoke: bool,
+    /// Profile every CPU with `perf` for this many seconds of each
+    /// scenario's load (at most its duration); results go to `--out`.
+    #[arg(long)]
+    perf_secs: Option<u64>,
 }
 
 struct Scenario {
@@ -187,6 +192,10 @@ async fn run(scenario: &Scenario, args: &Args, duration: Duration) -> anyhow::Re
     if let Some(batch) = scenario.batch_size {
         env.insert("BATCH_SIZE", batch.to_string());
         env.insert("WORKER_PREFETCH", (batch * 2).clamp(8, 1024).to_string());
+        if batch == 1 {
+            // The lock-per-reservation design: no lock kept across batches.
+            env.insert("LOCK_MAX_HOLD_MS", "0".to_owned());
+        }
     }
     let app = TestApp::spawn_with(Options {
         workers: scenario.workers,
@@ -197,6 +206,10 @@ async fn run(scenario: &Scenario, args: &Args, duration: Duration) -> anyhow::Re
     for _ in 0..scenario.events {
         events.push(app.create_event(CAPACITY).await);
     }
+    let recording = args
+        .perf_secs
+        .map(|secs| profile::start(&args.out, scenario.name, secs.min(args.duration_secs)))
+        .transpose()?;
     let mut row = match scenario.kind {
         Kind::Ceiling => {
             let db = shared::db::connect_url(
@@ -231,6 +244,15 @@ async fn run(scenario: &Scenario, args: &Args, duration: Duration) -> anyhow::Re
             .await
         }
     };
+    if let Some(recording) = recording {
+        let shares = recording.finish()?;
+        let top: Vec<String> = shares
+            .iter()
+            .take(8)
+            .map(|(process, percent)| format!("{process} {percent:.1}%"))
+            .collect();
+        println!("  CPU by process: {}", top.join(", "));
+    }
     let (api, workers) = app.pids();
     if !matches!(scenario.kind, Kind::Ceiling) {
         row.api_peak_rss_mb = peak_rss_mb(api);

@@ -136,6 +136,27 @@ pub struct Outcome {
     pub message: String,
 }
 
+/// What a worker sends to an api replica's reply queue: the outcomes of
+/// the batch's commands that came through that replica, in one message
+/// (one message per outcome made RabbitMQ the busiest process of a hot
+/// sale). `One` is how workers before batching replied; replicas still
+/// read it so that workers and api can be upgraded in any order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Reply {
+    Batch { outcomes: Vec<Outcome> },
+    One(Outcome),
+}
+
+impl Reply {
+    pub fn into_outcomes(self) -> Vec<Outcome> {
+        match self {
+            Self::Batch { outcomes } => outcomes,
+            Self::One(outcome) => vec![outcome],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +174,25 @@ mod tests {
         assert!(text.contains(r#""v":1"#), "{text}");
         assert!(text.contains(r#""type":"reserve""#), "{text}");
         assert_eq!(decode::<Command>(&bytes).unwrap(), command);
+    }
+
+    #[test]
+    fn replies_carry_a_batch_and_single_outcomes_still_read() {
+        let outcome = Outcome {
+            reservation_id: Uuid::nil(),
+            event_id: 7,
+            quantity: 2,
+            user_id: None,
+            status: ReservationStatus::Confirmed,
+            remaining_tickets: 5,
+            message: ReservationStatus::Confirmed.message().to_owned(),
+        };
+        let batch = Reply::Batch {
+            outcomes: vec![outcome.clone(), outcome.clone()],
+        };
+        assert_eq!(decode::<Reply>(&encode(&batch)).unwrap(), batch);
+        let single = decode::<Reply>(&encode(&outcome)).unwrap();
+        assert_eq!(single.into_outcomes(), vec![outcome]);
     }
 
     #[test]

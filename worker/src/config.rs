@@ -29,7 +29,8 @@ pub struct Config {
     pub lock_wait_timeout_ms: u64,
 
     /// Keep an event's lock across consecutive batches for up to this long,
-    /// then hand it over (0 = one lock hold per batch).
+    /// then hand it over if another worker waits for it (0 = one lock hold
+    /// per batch).
     #[arg(long, env = "LOCK_MAX_HOLD_MS", default_value_t = 100)]
     pub lock_max_hold_ms: u64,
 

@@ -18,13 +18,13 @@ use lapin::{
         BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
         BasicRejectOptions,
     },
-    types::FieldTable,
+    types::{FieldTable, ShortString},
 };
 use sea_orm::DatabaseConnection;
 use shared::{
     cache::AvailabilityCache,
     etcd::event_lock_name,
-    messages::{self, Command, ReservationStatus},
+    messages::{self, Command, Outcome, Reply, ReservationStatus},
     settings::LiveSettings,
     shutdown::reconnect_backoff,
     topology::Topology,
@@ -278,25 +278,21 @@ impl Worker {
             self.cache.store(event_id, version, available).await;
         }
         crate::failpoint::hit("after-commit");
-        for ((delivery, _), outcome) in items.iter().zip(&decided.outcomes) {
-            let Some(reply_to) = delivery.properties.reply_to() else {
-                continue;
-            };
-            let properties = BasicProperties::default()
-                .with_content_type("application/json".into())
-                .with_correlation_id(outcome.reservation_id.to_string().into());
+        for (reply_to, outcomes) in by_reply_queue(&items, &decided.outcomes) {
+            let properties =
+                BasicProperties::default().with_content_type("application/json".into());
             // Best effort: a lost outcome only makes its client poll.
             if let Err(error) = replies
                 .basic_publish(
                     "".into(),
-                    reply_to.clone(),
+                    reply_to,
                     BasicPublishOptions::default(),
-                    &messages::encode(outcome),
+                    &messages::encode(&Reply::Batch { outcomes }),
                     properties,
                 )
                 .await
             {
-                tracing::warn!(%error, "could not publish an outcome");
+                tracing::warn!(%error, "could not publish outcomes");
             }
         }
         crate::failpoint::hit("after-publish");
@@ -384,16 +380,65 @@ impl Worker {
             }
         };
         let result = decide::decide(&self.db, event_id, hold.lock.token, commands).await;
-        // Keep the lock for the event's next batch, unless it has been held
-        // for long enough that a waiting worker deserves its turn, or the
-        // write failed (a stale token means it is no longer ours).
-        if keep && result.is_ok() && hold.acquired.elapsed() < self.config.lock_max_hold() {
-            self.holds.lock().await.insert(event_id, hold);
+        // Keep the lock for the event's next batch, unless the write failed
+        // (a stale token means it is no longer ours) or it has been held for
+        // long enough that a waiting worker deserves its turn.
+        if keep && result.is_ok() {
+            let hold = self.renew_unless_awaited(&mut etcd, event_id, hold).await;
+            if let Some(hold) = hold {
+                self.holds.lock().await.insert(event_id, hold);
+            }
         } else {
             self.release(&mut etcd, hold.lock).await;
         }
         Ok(result?)
     }
+
+    /// A kept lock past its maximum hold goes to the next worker in line; if
+    /// there is none, handing it over would only cost two raft writes (an
+    /// unlock and a lock) for nothing, so this worker starts a new hold. A
+    /// maximum hold of zero means one hold per batch, always released.
+    async fn renew_unless_awaited(
+        &self,
+        etcd: &mut etcd_client::Client,
+        event_id: i64,
+        mut hold: Hold,
+    ) -> Option<Hold> {
+        let max_hold = self.config.lock_max_hold();
+        if hold.acquired.elapsed() < max_hold {
+            return Some(hold);
+        }
+        if max_hold.is_zero() {
+            self.release(etcd, hold.lock).await;
+            return None;
+        }
+        let name = event_lock_name(&self.config.connections.namespace, event_id);
+        if lock::others_waiting(etcd, &name, self.config.connections.backend_timeout()).await {
+            self.release(etcd, hold.lock).await;
+            return None;
+        }
+        hold.acquired = Instant::now();
+        Some(hold)
+    }
+}
+
+/// The outcomes to send, grouped by the reply queue of the api replica
+/// each command came through; commands without one are not waited for.
+fn by_reply_queue(
+    items: &[(Delivery, Command)],
+    outcomes: &[Outcome],
+) -> Vec<(ShortString, Vec<Outcome>)> {
+    let mut groups: Vec<(ShortString, Vec<Outcome>)> = Vec::new();
+    for ((delivery, _), outcome) in items.iter().zip(outcomes) {
+        let Some(reply_to) = delivery.properties.reply_to() else {
+            continue;
+        };
+        match groups.iter_mut().find(|(queue, _)| queue == reply_to) {
+            Some((_, group)) => group.push(outcome.clone()),
+            None => groups.push((reply_to.clone(), vec![outcome.clone()])),
+        }
+    }
+    groups
 }
 
 fn count(decided: &Decided, status: ReservationStatus) -> usize {

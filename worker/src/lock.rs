@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, LockOptions};
+use etcd_client::{Client, GetOptions, LockOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -61,6 +61,20 @@ pub async fn acquire(
         .map(|kv| kv.create_revision())
         .ok_or_else(|| LockError::Lost(name.to_owned()))?;
     Ok(HeldLock { key, lease, token })
+}
+
+/// Whether another lease is queued for lock `name`. Any doubt (an etcd
+/// error or timeout) counts as yes, so the caller hands the lock over.
+pub async fn others_waiting(client: &mut Client, name: &str, wait: Duration) -> bool {
+    let options = GetOptions::new().with_prefix().with_count_only();
+    match tokio::time::timeout(wait, client.get(format!("{name}/"), Some(options))).await {
+        Ok(Ok(response)) => response.count() > 1,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, name, "could not look for other lock waiters");
+            true
+        }
+        Err(_) => true,
+    }
 }
 
 /// Releases a lock. `false` means the lock may still exist: the caller must

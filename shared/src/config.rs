@@ -7,11 +7,12 @@ use std::time::Duration;
 use clap::Args;
 
 /// Where the four backing services live and how this deployment names its
-/// resources in them.
+/// resources in them. URLs may carry passwords, so `--help` never prints
+/// their values from the environment.
 #[derive(Args, Debug, Clone)]
 pub struct ConnectionArgs {
     /// MySQL/MariaDB URL (`mysql://user:password@host:port/database`).
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
 
     /// Maximum number of pooled MySQL connections per process.
@@ -19,7 +20,7 @@ pub struct ConnectionArgs {
     pub database_max_connections: u32,
 
     /// RabbitMQ URL (`amqp://user:password@host:port/vhost`).
-    #[arg(long, env = "AMQP_URL")]
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
     pub amqp_url: String,
 
     /// Comma-separated etcd client endpoints.
@@ -27,7 +28,7 @@ pub struct ConnectionArgs {
     pub etcd_endpoints: Vec<String>,
 
     /// Redis URL for the availability cache; empty disables the cache.
-    #[arg(long, env = "REDIS_URL", default_value = "")]
+    #[arg(long, env = "REDIS_URL", default_value = "", hide_env_values = true)]
     pub redis_url: String,
 
     /// Prefix of every queue, etcd key and Redis key this deployment uses, so

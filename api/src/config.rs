@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use anyhow::Context;
 use axum::http::HeaderName;
 use clap::Parser;
 use shared::{config::ConnectionArgs, settings::SettingsArgs};
@@ -68,15 +69,26 @@ pub struct Config {
     pub reserve_rate_limit_burst: u32,
 
     /// Header holding the client's address, set by a trusted reverse proxy
-    /// (e.g. `X-Real-IP`); when unset the peer address identifies the client.
+    /// (e.g. `X-Real-IP`); when empty the peer address identifies the client.
     /// Never set it without such a proxy: clients could pick their own key.
-    #[arg(long, env = "CLIENT_IP_HEADER")]
-    pub client_ip_header: Option<HeaderName>,
+    #[arg(long, env = "CLIENT_IP_HEADER", default_value = "")]
+    pub client_ip_header: String,
 }
 
 impl Config {
     pub fn publish_timeout(&self) -> Duration {
         self.connections.backend_timeout()
+    }
+
+    /// The validated `CLIENT_IP_HEADER`. Empty counts as unset, as compose
+    /// files pass `${CLIENT_IP_HEADER:-}` through.
+    pub fn client_header(&self) -> anyhow::Result<Option<HeaderName>> {
+        if self.client_ip_header.is_empty() {
+            return Ok(None);
+        }
+        HeaderName::try_from(self.client_ip_header.as_str())
+            .map(Some)
+            .with_context(|| format!("CLIENT_IP_HEADER {:?}", self.client_ip_header))
     }
 
     pub fn server_limits(&self) -> Limits {

@@ -35,6 +35,7 @@ use crate::{
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init();
     let config = Config::parse();
+    let client_header = config.client_header()?;
     let connections = &config.connections;
     let timeout = connections.backend_timeout();
 
@@ -66,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
     let reserve_limiter = ClientLimiter::new(
         config.reserve_rate_limit_per_sec,
         config.reserve_rate_limit_burst,
-        config.client_ip_header.clone(),
+        client_header,
     )
     .map(Arc::new);
     if let Some(limiter) = &reserve_limiter {

@@ -27,10 +27,13 @@ const MAX_TEXT: usize = 200;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Number of tickets, 1 to 10,000,000.
+    #[schema(minimum = 1, maximum = 10_000_000)]
     pub capacity: i64,
     pub starts_at: Option<DateTime<Utc>>,
+    #[schema(max_length = 200)]
     pub venue: Option<String>,
 }
 
@@ -119,13 +122,15 @@ pub async fn create(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only events with an id greater than this (the previous page's
     /// `next_after`).
     pub after: Option<i64>,
     /// Page size, 1 to 100 (default 20).
-    pub limit: Option<u64>,
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
 }
 
 /// Lists events by id, one page at a time.
@@ -140,12 +145,13 @@ pub async fn list(
     State(state): State<AppState>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Json<EventPage>, ApiError> {
-    let limit = params.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadRequest(
-            "limit must be between 1 and 100".into(),
-        ));
-    }
+    let limit = params
+        .limit
+        .unwrap_or(20)
+        .try_into()
+        .ok()
+        .filter(|limit| (1..=100).contains(limit))
+        .ok_or_else(|| ApiError::BadRequest("limit must be between 1 and 100".into()))?;
     let rows = event::Entity::find()
         .filter(event::Column::Id.gt(params.after.unwrap_or(0)))
         .order_by_asc(event::Column::Id)

@@ -36,12 +36,14 @@ const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_43c2_8a5e_4d0b_9a7e_5
 pub struct ReserveRequest {
     /// Tickets to take, all or nothing; 1 to the configured maximum
     /// (default 1).
+    #[schema(minimum = 1)]
     pub quantity: Option<i64>,
     /// An existing user, if the reservation is for one.
     pub user_id: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReserveParams {
     /// `false` answers 202 at once instead of waiting for the decision.

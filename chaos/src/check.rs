@@ -9,7 +9,7 @@
 //! | `inv4-response-vs-db` | every decided answer agrees with the final row: confirmed ⇒ row confirmed (or cancelled by a cancel the history shows), rejected ⇒ row rejected, cancelled ⇒ row cancelled, same quantity |
 //! | `inv5-lost` | every acknowledged command (reserve 200/202/409, cancel 200/202) reached a final state |
 //! | `read-range` | every availability the api showed (`tickets`, `remaining_tickets`) is within `[0, capacity]` |
-//! | `http-5xx` | no 5xx other than 503; every 503 carries `Retry-After` |
+//! | `http-5xx` | no 5xx other than 503; every 503 and 429 carries `Retry-After`; a valid reserve is refused only with 409 (a decision), 429 (rate limit) or 503 |
 //! | `hang` | no request went unanswered or took longer than the bound |
 
 use std::{
@@ -258,11 +258,11 @@ pub fn check(history: &[Record], db: &DbState, limits: Limits) -> Summary {
                 format!("{}: {}", op.status, op.body),
             );
         }
-        if op.status == 503 && op.retry_after.is_none() {
+        if matches!(op.status, 429 | 503) && op.retry_after.is_none() {
             violate(
                 "http-5xx",
                 request.clone(),
-                "503 without Retry-After".into(),
+                format!("{} without Retry-After", op.status),
             );
         }
         if op.acknowledged() && op.reservation_id.is_none() {
@@ -292,7 +292,10 @@ pub fn check(history: &[Record], db: &DbState, limits: Limits) -> Summary {
                 format!("{field} {value} outside [0, {cap}] of event {event_id}"),
             );
         }
-        if op.op == OpKind::Reserve && (400..500).contains(&op.status) && op.status != 409 {
+        if op.op == OpKind::Reserve
+            && (400..500).contains(&op.status)
+            && !matches!(op.status, 409 | 429)
+        {
             violate(
                 "http-5xx",
                 request.clone(),
@@ -467,12 +470,23 @@ pub fn check(history: &[Record], db: &DbState, limits: Limits) -> Summary {
 }
 
 /// Reads the events of the history (all events when it names none) and
-/// their reservations.
+/// their reservations, from one consistent snapshot: workers may still be
+/// deciding (commands the api never acknowledged, late cancels), and rows
+/// read at different moments would make a correct database look
+/// unbalanced.
 pub async fn load_db(database_url: &str, events: &[i64]) -> anyhow::Result<DbState> {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use sea_orm::{
+        AccessMode, ColumnTrait, EntityTrait, IsolationLevel, QueryFilter, TransactionTrait,
+    };
     use shared::entities::{event, reservation};
 
-    let db = shared::db::connect_url(database_url, 2, Duration::from_secs(10)).await?;
+    let pool = shared::db::connect_url(database_url, 2, Duration::from_secs(10)).await?;
+    let db = pool
+        .begin_with_config(
+            Some(IsolationLevel::RepeatableRead),
+            Some(AccessMode::ReadOnly),
+        )
+        .await?;
     let mut query = event::Entity::find();
     if !events.is_empty() {
         query = query.filter(event::Column::Id.is_in(events.iter().copied()));
@@ -501,7 +515,8 @@ pub async fn load_db(database_url: &str, events: &[i64]) -> anyhow::Result<DbSta
             );
         }
     }
-    db.close().await.ok();
+    db.commit().await?;
+    pool.close().await.ok();
     Ok(state)
 }
 

@@ -45,7 +45,7 @@ fn op(kind: OpKind, id: Option<Uuid>, status: u16, body: Value, at: f64) -> Reco
         start_ms: at,
         end_ms: at + 10.0,
         status,
-        retry_after: (status == 503).then(|| "1".into()),
+        retry_after: matches!(status, 429 | 503).then(|| "1".into()),
         body,
         error: None,
     })
@@ -298,6 +298,24 @@ fn bad_reads_500s_and_hangs_are_caught() {
     history.push(slow);
     history.push(op(OpKind::Read, None, 0, Value::Null, 500.0));
     assert_eq!(rules(&history, &db), ["hang", "hang"]);
+}
+
+#[test]
+fn a_rate_limited_reserve_needs_retry_after_and_other_4xx_refusals_are_caught() {
+    let (mut history, db, _) = consistent();
+    history.push(op(OpKind::Reserve, None, 429, json!({}), 400.0));
+    assert!(
+        rules(&history, &db).is_empty(),
+        "429 with Retry-After is a refusal"
+    );
+
+    let mut bare = op(OpKind::Reserve, None, 429, json!({}), 410.0);
+    if let Record::Op(op) = &mut bare {
+        op.retry_after = None;
+    }
+    history.push(bare);
+    history.push(op(OpKind::Reserve, None, 422, json!({}), 420.0));
+    assert_eq!(rules(&history, &db), ["http-5xx", "http-5xx"]);
 }
 
 #[test]

@@ -22,14 +22,14 @@ use clap::Parser;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use shared::{entities::reservation, messages::ReservationStatus};
 use testkit::{
-    app::{Options, TestApp},
+    app::{Options, TestApp, peak_rss_mb},
     invariants,
 };
 
 use crate::{
     load::{Load, Op},
     report::Report,
-    stats::{Row, peak_rss_mb},
+    stats::Row,
 };
 
 #[derive(Parser, Debug)]

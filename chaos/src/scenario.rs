@@ -38,7 +38,24 @@ pub const ALL: &[&str] = &[
     "restart-mysql",
     "restart-etcd",
     "poison",
+    "overload",
 ];
+
+/// The overload scenario's deployment: one decision per lock and
+/// transaction (the slow design), so that 20 times what it sustains is a
+/// rate this machine's load generator can really offer; and small bounds on
+/// waiting requests and on the queue, so that shedding shows within seconds
+/// and the backlog drains within the checker's wait.
+const OVERLOAD_ENV: &[(&str, &str)] = &[
+    ("BATCH_SIZE", "1"),
+    ("LOCK_MAX_HOLD_MS", "0"),
+    ("MAX_WAITERS", "300"),
+    ("COMMAND_QUEUE_MAX_LENGTH", "2000"),
+    ("WORKER_PREFETCH", "16"),
+];
+/// Peak RSS above which a process of the overload scenario counts as
+/// unbounded (the throughput issue's budget).
+const RSS_BUDGET_MB: f64 = 150.0;
 
 /// Lease TTL of the workers, so that a paused worker loses its locks fast.
 const LEASE_TTL_SECS: u64 = 2;
@@ -78,6 +95,8 @@ pub struct ScenarioResult {
 
 struct Run<'a> {
     app: TestApp,
+    /// Base URLs of the api replicas.
+    apis: Vec<String>,
     history: Arc<HistoryWriter>,
     options: &'a ScenarioOptions,
     rng: StdRng,
@@ -97,11 +116,12 @@ pub async fn run(name: &str, options: &ScenarioOptions) -> anyhow::Result<Scenar
     }
     let started = Instant::now();
     std::fs::create_dir_all(&options.dir)?;
-    let mut app = TestApp::spawn_with(Options {
-        workers: 0,
-        env: [("LOCK_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string())].into(),
-    })
-    .await;
+    let mut env =
+        std::collections::BTreeMap::from([("LOCK_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string())]);
+    if name == "overload" {
+        env.extend(OVERLOAD_ENV.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    }
+    let mut app = TestApp::spawn_with(Options { workers: 0, env }).await;
     let mut apis = vec![app.base.clone()];
     for n in 1..API_REPLICAS {
         let log = options.dir.join(format!("api-{}.log", n + 1));
@@ -129,6 +149,7 @@ pub async fn run(name: &str, options: &ScenarioOptions) -> anyhow::Result<Scenar
     )?;
     let mut run = Run {
         app,
+        apis: apis.clone(),
         history: Arc::new(history),
         options,
         rng: StdRng::seed_from_u64(options.seed),
@@ -289,8 +310,89 @@ impl Run<'_> {
                 }
                 tokio::time::sleep(secs(4.0)).await;
             }
+            "overload" => {
+                tokio::time::sleep(secs(2.0)).await;
+                self.overload(secs(if short { 8.0 } else { 30.0 })).await?;
+                tokio::time::sleep(secs(3.0)).await;
+            }
             other => bail!("unknown scenario {other}"),
         }
+        Ok(())
+    }
+
+    /// Measures what the deployment sustains (64 sync reserves at a time for
+    /// 3 s), then offers 20 times that, open loop, for `duration`; reports
+    /// the answers and every process's peak RSS, which must stay within
+    /// [`RSS_BUDGET_MB`].
+    async fn overload(&mut self, duration: Duration) -> anyhow::Result<()> {
+        let config = workload::Config {
+            apis: self.apis.clone(),
+            events: self.events.clone(),
+            clients: self.options.clients,
+            max_ops: None,
+            seed: self.options.seed,
+            request_timeout: Duration::from_secs(30),
+        };
+        let calibration =
+            workload::flood(config.clone(), self.history.clone(), 100_000, secs(3.0), 64).await?;
+        let sustainable =
+            (calibration.decided() as f64 / calibration.elapsed.as_secs_f64()).max(1.0);
+        let rate = (20.0 * sustainable).round() as u64;
+        let start_ms = self.history.now_ms();
+        let flood = workload::flood(config, self.history.clone(), rate, duration, 4096).await?;
+        let offered = flood.sent as f64 / duration.as_secs_f64();
+        self.fault(
+            "overload",
+            format!(
+                "{rate}/s of sync reserves (20 x the {sustainable:.0}/s sustained) for {:.0} s",
+                duration.as_secs_f64()
+            ),
+            start_ms,
+        );
+        self.notes.push(format!(
+            "sustained {sustainable:.0} decisions/s; offered {rate}/s for {:.0} s: {} sent \
+             ({offered:.0}/s), {} not sent (4096 already in flight); answers {:?}",
+            duration.as_secs_f64(),
+            flood.sent,
+            flood.skipped,
+            flood.by_status
+        ));
+        let mut peaks = Vec::new();
+        let apis = self.app.api_pids();
+        let (_, workers) = self.app.pids();
+        for (kind, pids) in [("api", apis), ("worker", workers)] {
+            for pid in pids {
+                let Some(mb) = testkit::app::peak_rss_mb(pid) else {
+                    continue;
+                };
+                peaks.push(format!("{kind} {pid} {mb:.0} MB"));
+                if mb > RSS_BUDGET_MB {
+                    self.extra.push(Violation {
+                        rule: "memory",
+                        id: format!("{kind} {pid}"),
+                        detail: format!("peak RSS {mb:.0} MB > {RSS_BUDGET_MB} MB under overload"),
+                    });
+                }
+            }
+        }
+        self.notes.push(format!("peak RSS: {}", peaks.join(", ")));
+
+        // The backlog the overload queued is acknowledged work: let the
+        // workers finish it, so that what follows shows the system serving
+        // at its normal pace again.
+        let (topology, connection, channel) = self.broker().await?;
+        let drained = Instant::now();
+        let deadline = drained + Duration::from_secs(120);
+        let mut left = queue_length(&channel, &topology.commands).await?;
+        while left > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            left = queue_length(&channel, &topology.commands).await?;
+        }
+        connection.close(200, "done".into()).await.ok();
+        self.notes.push(format!(
+            "backlog drained in {:.1} s ({left} left)",
+            drained.elapsed().as_secs_f64()
+        ));
         Ok(())
     }
 
@@ -596,17 +698,7 @@ impl Run<'_> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut count;
         loop {
-            count = channel
-                .queue_declare(
-                    topology.dead_letters.as_str().into(),
-                    QueueDeclareOptions {
-                        passive: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await?
-                .message_count();
+            count = queue_length(&channel, &topology.dead_letters).await?;
             if u64::from(count) >= self.poison_sent || Instant::now() > deadline {
                 break;
             }
@@ -680,6 +772,21 @@ impl Run<'_> {
             });
         }
     }
+}
+
+/// Messages ready in `queue` (not counting those delivered and unacked).
+async fn queue_length(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
+    Ok(channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?
+        .message_count())
 }
 
 /// Starts a worker logging JSON to its own file (lease grants included, so

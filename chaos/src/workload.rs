@@ -53,18 +53,7 @@ pub async fn run(
     history: Arc<HistoryWriter>,
     stop: CancellationToken,
 ) -> anyhow::Result<u64> {
-    let http = reqwest::Client::builder()
-        .timeout(config.request_timeout)
-        .pool_max_idle_per_host(config.clients * 2)
-        .build()?;
-    let shared = Arc::new(Shared {
-        config: config.clone(),
-        http,
-        history,
-        known: Mutex::new(Known::default()),
-        ops: AtomicU64::new(0),
-        stop,
-    });
+    let shared = Shared::new(config.clone(), history, stop)?;
     let tasks: Vec<_> = (0..config.clients)
         .map(|client| tokio::spawn(client_loop(shared.clone(), client)))
         .collect();
@@ -106,6 +95,25 @@ impl Request {
 }
 
 impl Shared {
+    fn new(
+        config: Config,
+        history: Arc<HistoryWriter>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Arc<Self>> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .pool_max_idle_per_host(config.clients * 2)
+            .build()?;
+        Ok(Arc::new(Self {
+            config,
+            http,
+            history,
+            known: Mutex::new(Known::default()),
+            ops: AtomicU64::new(0),
+            stop,
+        }))
+    }
+
     fn budget_left(&self) -> bool {
         !self.stop.is_cancelled()
             && self
@@ -205,9 +213,10 @@ async fn client_loop(shared: Arc<Shared>, client: usize) {
         } else {
             read(&shared, client, &mut rng).await
         };
-        // Refused (overload, outage): back off a little, as a client would.
+        // Refused (overload, outage, rate limit): back off a little, as a
+        // client would.
         if let Some(op) = op
-            && (op.status == 503 || op.status == 0)
+            && matches!(op.status, 0 | 429 | 503)
         {
             let ms = rng.random_range(50..250);
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -243,13 +252,13 @@ async fn reserve(shared: &Shared, client: usize, rng: &mut StdRng, n: u64) -> Op
         let retry = key.is_some()
             && attempt < 4
             && shared.budget_left()
-            && (matches!(op.status, 0 | 503) || (attempt == 1 && rng.random_bool(0.5)));
+            && (matches!(op.status, 0 | 429 | 503) || (attempt == 1 && rng.random_bool(0.5)));
         let status = op.status;
         last = Some(op);
         if !retry {
             break;
         }
-        if matches!(status, 0 | 503) {
+        if matches!(status, 0 | 429 | 503) {
             tokio::time::sleep(Duration::from_millis(rng.random_range(200..600))).await;
         }
     }
@@ -304,4 +313,83 @@ async fn read(shared: &Shared, client: usize, rng: &mut StdRng) -> Option<Op> {
     );
     request.event_id = Some(event.id);
     Some(shared.send(client, rng, request).await)
+}
+
+/// What a flood sent and got back.
+#[derive(Debug, Default)]
+pub struct Flood {
+    pub sent: u64,
+    /// Ticks skipped because `in_flight` requests were already outstanding.
+    pub skipped: u64,
+    pub by_status: std::collections::BTreeMap<u16, u64>,
+    /// Until the last answer came back.
+    pub elapsed: Duration,
+}
+
+impl Flood {
+    pub fn decided(&self) -> u64 {
+        [200, 409]
+            .iter()
+            .filter_map(|s| self.by_status.get(s))
+            .sum()
+    }
+}
+
+/// Sync reserves of one ticket, spread over the events and api replicas,
+/// sent at `rate` per second for `duration` whatever the answers (an open
+/// loop: a slow server faces the same offered load), each recorded in the
+/// history like any other request. At most `in_flight` are outstanding;
+/// beyond that a send is skipped and counted, so the generator's own memory
+/// stays bounded and the report says how much load was really offered.
+pub async fn flood(
+    config: Config,
+    history: Arc<HistoryWriter>,
+    rate: u64,
+    duration: Duration,
+    in_flight: usize,
+) -> anyhow::Result<Flood> {
+    let shared = Shared::new(config, history, CancellationToken::new())?;
+    let permits = Arc::new(tokio::sync::Semaphore::new(in_flight));
+    let (answers, mut statuses) = tokio::sync::mpsc::unbounded_channel();
+    let mut report = Flood::default();
+    let started = tokio::time::Instant::now();
+    let mut ticks = tokio::time::interval(Duration::from_millis(5));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut n: u64 = 0;
+    while started.elapsed() < duration {
+        ticks.tick().await;
+        let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+        while n < due {
+            n += 1;
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                report.skipped += 1;
+                continue;
+            };
+            report.sent += 1;
+            let (shared, answers) = (shared.clone(), answers.clone());
+            tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(shared.config.seed ^ n);
+                let client = shared.config.clients + (n % 64) as usize;
+                if let Some(event) = shared.config.events.choose(&mut rng).copied() {
+                    let mut request = Request::new(
+                        OpKind::Reserve,
+                        reqwest::Method::POST,
+                        format!("/events/{}/reserve", event.id),
+                    );
+                    request.event_id = Some(event.id);
+                    request.quantity = Some(1);
+                    request.body = Some(json!({ "quantity": 1 }));
+                    let op = shared.send(client, &mut rng, request).await;
+                    answers.send(op.status).ok();
+                }
+                drop(permit);
+            });
+        }
+    }
+    drop(answers);
+    while let Some(status) = statuses.recv().await {
+        *report.by_status.entry(status).or_default() += 1;
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
 }

@@ -41,6 +41,14 @@ fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// Peak resident set size of a process (VmHWM), in MB.
+pub fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -183,6 +191,14 @@ impl TestApp {
     /// Process ids of the api and of the workers still running.
     pub fn pids(&self) -> (u32, Vec<u32>) {
         (self.api.id(), self.workers.iter().map(Child::id).collect())
+    }
+
+    /// Process ids of every api replica: the first and those of `add_api`.
+    pub fn api_pids(&self) -> Vec<u32> {
+        std::iter::once(&self.api)
+            .chain(&self.extra_apis)
+            .map(Child::id)
+            .collect()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -586,7 +586,8 @@ impl Run<'_> {
         leases
     }
 
-    async fn service(&self, action: &str, server: &str) -> anyhow::Result<()> {
+    /// Runs `<service_cmd> <action> <server>`; returns what it printed.
+    async fn service(&self, action: &str, server: &str) -> anyhow::Result<String> {
         let (program, args) = self
             .options
             .service_cmd
@@ -605,22 +606,34 @@ impl Run<'_> {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        Ok(())
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
     async fn restart(&mut self, server: &str, outage: Duration) -> anyhow::Result<()> {
         let start = self.history.now_ms();
         let t = Instant::now();
-        self.service("stop", server).await?;
+        // For etcd, the member leading at that moment (the stack is a
+        // three-member cluster).
+        let stopped = match self.service("stop", server).await? {
+            member if !member.is_empty() => member,
+            _ => server.to_owned(),
+        };
         let stopped_in = t.elapsed();
-        tokio::time::sleep(outage).await;
+        let mut detail = String::new();
+        if server == "etcd" {
+            let elected = self.new_etcd_leader(&stopped, outage).await;
+            detail = format!(", leader {stopped} stopped, {elected}");
+            self.notes
+                .push(format!("restart-etcd: {}", detail.trim_start_matches(", ")));
+        }
+        tokio::time::sleep(outage.saturating_sub(t.elapsed())).await;
         let t = Instant::now();
         self.service("start", server).await?;
         let started_in = t.elapsed();
         self.fault(
             &format!("restart-{server}"),
             format!(
-                "stopped {server} (took {:.1} s), down {:.1} s, started it again (took {:.1} s)",
+                "stopped {stopped} (took {:.1} s), down {:.1} s, started it again (took {:.1} s){detail}",
                 stopped_in.as_secs_f64(),
                 outage.as_secs_f64(),
                 started_in.as_secs_f64()
@@ -628,6 +641,21 @@ impl Run<'_> {
             start,
         );
         Ok(())
+    }
+
+    /// Which member the two left elected in place of `stopped`, and how fast.
+    async fn new_etcd_leader(&self, stopped: &str, within: Duration) -> String {
+        let t = Instant::now();
+        while t.elapsed() < within {
+            if let Ok(leader) = self.service("leader", "etcd").await
+                && !leader.is_empty()
+                && leader != stopped
+            {
+                return format!("{leader} elected within {:.1} s", t.elapsed().as_secs_f64());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        format!("no new leader within {:.1} s", within.as_secs_f64())
     }
 
     /// This deployment's queue names, and a broker connection with one

@@ -13,6 +13,8 @@
 #
 # Usage (from a script that has `set -euo pipefail`):
 #   source scripts/lib/services.sh
+#   SVC_ETCD_MEMBERS=1|3           # (before svc_init) etcd cluster size; member n
+#                                  # serves clients on etcd_port+2(n-1), peers on the next port
 #   svc_init <stack> <dir> <mysql_port> <amqp_port> <etcd_port> <redis_port>
 #   SVC_DB_GRANT=global|database   # test: ALL ON *.* WITH GRANT OPTION, dev: ALL ON tickets.*
 #   SVC_DURABLE=yes|no             # no: test stack, no flush per commit (throwaway data)
@@ -26,11 +28,12 @@
 #   svc_stop                       # stop app processes (run/*.pid), then the servers
 #   svc_app_start <name> <cmd...>  # start an app process (pid run/<name>.pid, log logs/<name>.log)
 #   svc_app_stop <name>
+#   svc_etcd_leader                # name of the etcd member that leads now
 #
 # Must run as root (chown of the MariaDB data dir, apt-get).
 #
 # Layout of a stack dir:
-#   mysql/ rabbitmq/ etcd/ redis/   data
+#   mysql/ rabbitmq/ etcd/ redis/   data (etcd-1/ etcd-2/ … for a cluster)
 #   run/                            pid files (+ MariaDB socket)
 #   logs/                           server and app logs
 
@@ -95,9 +98,20 @@ svc_init() {
     SVC_RABBIT_HOME="$SVC_DIR/rabbitmq/home"
     : "${SVC_DB_GRANT:=database}"
     : "${SVC_ADMIN_TOKEN:=dev-admin-token}"
+    : "${SVC_ETCD_MEMBERS:=1}"
+    SVC_ETCD_NAMES=()
+    local i
+    if ((SVC_ETCD_MEMBERS == 1)); then
+        SVC_ETCD_NAMES=(etcd)
+    else
+        for ((i = 1; i <= SVC_ETCD_MEMBERS; i++)); do
+            SVC_ETCD_NAMES+=("etcd-$i")
+        done
+    fi
+    SVC_SERVER_PIDS=(mysql rabbitmq "${SVC_ETCD_NAMES[@]}" redis)
     _svc_check_outside_ephemeral_range "$SVC_MYSQL_PORT" "$SVC_AMQP_PORT" \
         "$((SVC_AMQP_PORT + 20000))" "$((SVC_AMQP_PORT + 21010))" \
-        "$SVC_ETCD_PORT" "$((SVC_ETCD_PORT + 1))" "$SVC_REDIS_PORT"
+        "$SVC_ETCD_PORT" "$((SVC_ETCD_PORT + 2 * SVC_ETCD_MEMBERS - 1))" "$SVC_REDIS_PORT"
 }
 
 # A listening port inside the kernel's ephemeral range can be taken at any
@@ -441,33 +455,80 @@ _svc_rabbit_wait() {
 
 # ------------------------------------------------------------------- etcd ---
 
+# Member <n> (1-based) listens for clients on SVC_ETCD_PORT + 2(n-1) and for
+# peers on the port after it.
+_svc_etcd_client() { printf 'http://127.0.0.1:%d' "$((SVC_ETCD_PORT + 2 * ($1 - 1)))"; }
+_svc_etcd_peer() { printf 'http://127.0.0.1:%d' "$((SVC_ETCD_PORT + 2 * ($1 - 1) + 1))"; }
+
+# Every member's client URL, comma separated.
+_svc_etcd_endpoints() {
+    local i urls=()
+    for ((i = 1; i <= SVC_ETCD_MEMBERS; i++)); do
+        urls+=("$(_svc_etcd_client "$i")")
+    done
+    (IFS=,; printf '%s' "${urls[*]}")
+}
+
 _svc_etcdctl() {
-    ETCDCTL_API=3 etcdctl --endpoints "http://127.0.0.1:$SVC_ETCD_PORT" \
+    ETCDCTL_API=3 etcdctl --endpoints "$(_svc_etcd_endpoints)" \
         --dial-timeout=2s --command-timeout=3s "$@"
 }
 
+# Launch every member that is not running (all of them at first, a stopped
+# one after svc_etcd_stop).
 _svc_etcd_launch() {
-    if svc_pid_alive etcd >/dev/null; then
-        svc_log "etcd already running (pid $(svc_pid_alive etcd))"
-        return 0
-    fi
-    _svc_check_port_free etcd "$SVC_ETCD_PORT"
-    _svc_check_port_free "etcd peer" "$((SVC_ETCD_PORT + 1))"
-    mkdir -p "$SVC_DIR/etcd"
-    chmod 0700 "$SVC_DIR/etcd"
-    local client="http://127.0.0.1:$SVC_ETCD_PORT" peer="http://127.0.0.1:$((SVC_ETCD_PORT + 1))"
-    svc_log "etcd: starting on $client"
-    # env -u: etcd treats ETCD_* variables as flags; ETCD_ENDPOINTS is ours.
-    _svc_spawn etcd "$SVC_LOGS/etcd.log" \
-        env -u ETCD_ENDPOINTS etcd --name "$SVC_STACK" --data-dir "$SVC_DIR/etcd" \
-        --listen-client-urls "$client" --advertise-client-urls "$client" \
-        --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
-        --initial-cluster "$SVC_STACK=$peer" --logger zap --log-outputs stderr
+    local i name cluster=() client peer
+    for ((i = 1; i <= SVC_ETCD_MEMBERS; i++)); do
+        cluster+=("${SVC_ETCD_NAMES[$((i - 1))]}=$(_svc_etcd_peer "$i")")
+    done
+    for ((i = 1; i <= SVC_ETCD_MEMBERS; i++)); do
+        name=${SVC_ETCD_NAMES[$((i - 1))]}
+        client=$(_svc_etcd_client "$i")
+        peer=$(_svc_etcd_peer "$i")
+        if svc_pid_alive "$name" >/dev/null; then
+            svc_log "$name already running (pid $(svc_pid_alive "$name"))"
+            continue
+        fi
+        _svc_check_port_free "$name" "${client##*:}"
+        _svc_check_port_free "$name peer" "${peer##*:}"
+        mkdir -p "$SVC_DIR/$name"
+        chmod 0700 "$SVC_DIR/$name"
+        svc_log "$name: starting on $client"
+        # env -u: etcd treats ETCD_* variables as flags; ETCD_ENDPOINTS is ours.
+        # The initial cluster is only read when the data dir is new.
+        _svc_spawn "$name" "$SVC_LOGS/$name.log" \
+            env -u ETCD_ENDPOINTS etcd --name "$name" --data-dir "$SVC_DIR/$name" \
+            --listen-client-urls "$client" --advertise-client-urls "$client" \
+            --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+            --initial-cluster "$(IFS=,; printf '%s' "${cluster[*]}")" \
+            --initial-cluster-token "$SVC_STACK" --logger zap --log-outputs stderr
+    done
 }
 
 _svc_etcd_wait() {
-    _svc_wait etcd etcd "$SVC_START_TIMEOUT" "$SVC_LOGS/etcd.log" _svc_etcdctl endpoint health
-    svc_log "etcd: ready (http://127.0.0.1:$SVC_ETCD_PORT)"
+    local logs name
+    logs=$(printf "$SVC_LOGS/%s.log:" "${SVC_ETCD_NAMES[@]}")
+    for name in "${SVC_ETCD_NAMES[@]}"; do
+        _svc_wait "$name" "$name" "$SVC_START_TIMEOUT" "${logs%:}" _svc_etcdctl endpoint health
+    done
+    svc_log "etcd: ready ($(_svc_etcd_endpoints))"
+}
+
+# svc_etcd_leader: name of the member that is the raft leader now.
+svc_etcd_leader() {
+    _svc_need_init
+    local i name status
+    for ((i = 1; i <= SVC_ETCD_MEMBERS; i++)); do
+        name=${SVC_ETCD_NAMES[$((i - 1))]}
+        status=$(ETCDCTL_API=3 etcdctl --endpoints "$(_svc_etcd_client "$i")" \
+            --dial-timeout=1s --command-timeout=2s endpoint status -w json 2>/dev/null) || continue
+        # [{"Status":{"header":{"member_id":M,...},"leader":L,...}}]
+        if python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["Status"]; sys.exit(s["header"]["member_id"] != s["leader"])' <<<"$status"; then
+            printf '%s\n' "$name"
+            return 0
+        fi
+    done
+    return 1
 }
 
 # ------------------------------------------------------------------ Redis ---
@@ -658,7 +719,7 @@ svc_env() {
     printf 'export %s=%q\n' \
         DATABASE_URL "mysql://tickets:tickets@127.0.0.1:$SVC_MYSQL_PORT/tickets" \
         AMQP_URL "amqp://guest:guest@127.0.0.1:$SVC_AMQP_PORT/%2f" \
-        ETCD_ENDPOINTS "http://127.0.0.1:$SVC_ETCD_PORT" \
+        ETCD_ENDPOINTS "$(_svc_etcd_endpoints)" \
         REDIS_URL "redis://127.0.0.1:$SVC_REDIS_PORT" \
         ADMIN_TOKEN "$SVC_ADMIN_TOKEN"
 }

@@ -2,8 +2,10 @@
 //! JSON-lines history ([`workload`], [`history`]), a checker that judges a
 //! history together with the database against the invariants of
 //! DESIGN.md §2 ([`check`]), and fault scenarios that run both around a
-//! real deployment ([`scenario`]). `scripts/chaos` runs every scenario.
+//! real deployment ([`scenario`]), one of which cuts a worker off from etcd
+//! through a [`blackhole`] proxy. `scripts/chaos` runs every scenario.
 
+pub mod blackhole;
 pub mod check;
 pub mod history;
 pub mod scenario;

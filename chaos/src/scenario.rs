@@ -23,6 +23,7 @@ use testkit::app::{Options, TestApp};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    blackhole::Blackhole,
     check::{self, Limits, Summary, Violation},
     history::{self, EventMeta, Fault, HistoryWriter, Meta, OpKind, Record},
     workload,
@@ -34,6 +35,7 @@ pub const ALL: &[&str] = &[
     "kill-worker",
     "crash-points",
     "stop-worker",
+    "partition-etcd",
     "restart-rabbitmq",
     "restart-mysql",
     "restart-etcd",
@@ -108,6 +110,8 @@ struct Run<'a> {
     notes: Vec<String>,
     extra: Vec<Violation>,
     poison_sent: u64,
+    /// Proxies of `partition-etcd`, kept until the run ends.
+    proxies: Vec<Blackhole>,
 }
 
 pub async fn run(name: &str, options: &ScenarioOptions) -> anyhow::Result<ScenarioResult> {
@@ -159,6 +163,7 @@ pub async fn run(name: &str, options: &ScenarioOptions) -> anyhow::Result<Scenar
         notes: Vec::new(),
         extra: Vec::new(),
         poison_sent: 0,
+        proxies: Vec::new(),
     };
 
     let stop = CancellationToken::new();
@@ -287,9 +292,17 @@ impl Run<'_> {
             "stop-worker" => {
                 tokio::time::sleep(secs(2.0)).await;
                 for _ in 0..(if short { 2 } else { 4 }) {
-                    self.stop_worker(secs((2 * LEASE_TTL_SECS + 1) as f64))
-                        .await?;
+                    self.stop_worker().await?;
                     tokio::time::sleep(secs(2.0)).await;
+                }
+                tokio::time::sleep(secs(3.0)).await;
+            }
+            "partition-etcd" => {
+                tokio::time::sleep(secs(2.0)).await;
+                for _ in 0..(if short { 1 } else { 3 }) {
+                    self.partition_etcd(secs((3 * LEASE_TTL_SECS) as f64))
+                        .await?;
+                    tokio::time::sleep(secs(3.0)).await;
                 }
                 tokio::time::sleep(secs(3.0)).await;
             }
@@ -442,7 +455,11 @@ impl Run<'_> {
         let unarmed: Vec<u32> = self.app.workers.iter().map(|w| w.id()).collect();
         for _ in 0..WORKERS {
             let spec = armed(&mut self.rng);
-            let (pid, log) = start_worker_with(&mut self.app, &self.options.dir, &spec);
+            let (pid, log) = start_worker_with(
+                &mut self.app,
+                &self.options.dir,
+                ("WORKER_CRASH_AT", spec.clone()),
+            );
             self.worker_logs.push((pid, log));
             armed_pids.insert(pid, spec);
         }
@@ -465,7 +482,11 @@ impl Run<'_> {
                 crashes += 1;
                 let start = self.history.now_ms();
                 let next = armed(&mut self.rng);
-                let (replacement, log) = start_worker_with(&mut self.app, &self.options.dir, &next);
+                let (replacement, log) = start_worker_with(
+                    &mut self.app,
+                    &self.options.dir,
+                    ("WORKER_CRASH_AT", next.clone()),
+                );
                 self.worker_logs.push((replacement, log));
                 armed_pids.insert(replacement, next.clone());
                 self.fault(
@@ -495,80 +516,161 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Pauses the worker that holds an event lock (found in etcd, its
-    /// lease mapped to a pid through the worker logs) for `pause`, longer
-    /// than its lease TTL, notes who holds the lock meanwhile, then resumes
-    /// it. Falls back to a random worker if no holder shows within 5 s.
-    async fn stop_worker(&mut self, pause: Duration) -> anyhow::Result<()> {
+    /// Starts a worker armed with `WORKER_PAUSE_AT=after-token:<n>`: it
+    /// stops itself holding an event's lock, its fencing token read and its
+    /// transaction not started. Once its lease has expired, another worker
+    /// holds the lock with a newer token and has committed on the event, the
+    /// paused worker gets SIGCONT: its write must be refused by the token.
+    async fn stop_worker(&mut self) -> anyhow::Result<()> {
+        let nth = self.rng.random_range(3..10);
+        let (pid, log) = start_worker_with(
+            &mut self.app,
+            &self.options.dir,
+            ("WORKER_PAUSE_AT", format!("after-token:{nth}")),
+        );
+        self.worker_logs.push((pid, log.clone()));
+        self.stopped.push(pid);
+        let paused = wait_for(Duration::from_secs(30), || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let line = text
+                .lines()
+                .find(|l| l.contains("pausing at after-token"))?;
+            is_stopped(pid).then(|| parse_pause(line))?
+        })
+        .await
+        .context("the armed worker never paused at after-token")?;
+        let (event, token) = paused;
+        let start = self.history.now_ms();
         let mut etcd = self.app.etcd().await;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut target = None;
-        while target.is_none() && Instant::now() < deadline {
+        let mut takeover = None;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while takeover.is_none() && Instant::now() < deadline {
+            let holder = lock_holder(&mut etcd, &self.app.namespace, event).await?;
+            let stored = fence_token(&self.app.db, event).await?;
+            if let Some((lease, newer)) = holder
+                && newer > token
+                && stored > token
+            {
+                takeover = Some(format!(
+                    "lease {lease} took the lock with token {newer}; the event's stored token is {stored}"
+                ));
+            } else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let takeover = takeover.context("no other worker took over the paused worker's lock")?;
+        signal(pid, "CONT").await?;
+        let refused = wait_for(Duration::from_secs(20), || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.contains(&format!("fencing token {token} is older than the event's"))
+                .then_some(())
+        })
+        .await;
+        self.fault(
+            "sigstop-worker",
+            format!(
+                "worker pid {pid} stopped itself at after-token (hit {nth}) holding event \
+                 {event}'s lock with token {token}; {takeover}; then SIGCONT"
+            ),
+            start,
+        );
+        if refused.is_none() {
+            self.extra.push(Violation {
+                rule: "fencing",
+                id: format!("worker {pid}"),
+                detail: format!(
+                    "after SIGCONT, its write with token {token} on event {event} was not refused"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts a worker whose only way to etcd is a [`Blackhole`] proxy,
+    /// waits until it holds an event's lock, then cuts it off from etcd for
+    /// `cut_for` (longer than its lease): the others must take the lock over
+    /// and any late write of the cut-off worker must be refused.
+    async fn partition_etcd(&mut self, cut_for: Duration) -> anyhow::Result<()> {
+        let first = testkit::app::env("ETCD_ENDPOINTS");
+        let upstream = first
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("http://")
+            .to_owned();
+        let proxy = Blackhole::start(upstream).await?;
+        let (pid, log) = start_worker_with(
+            &mut self.app,
+            &self.options.dir,
+            ("ETCD_ENDPOINTS", format!("http://{}", proxy.addr())),
+        );
+        self.worker_logs.push((pid, log.clone()));
+        let mut etcd = self.app.etcd().await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut held = None;
+        while held.is_none() && Instant::now() < deadline {
             let leases = self.worker_leases();
             for event in &self.events {
                 if let Some((lease, token)) =
                     lock_holder(&mut etcd, &self.app.namespace, event.id).await?
-                    && let Some(pid) = leases.get(&lease)
+                    && leases.get(&lease) == Some(&pid)
                 {
-                    target = Some((*pid, event.id, lease, token));
+                    held = Some((event.id, lease, token));
                     break;
                 }
             }
-            if target.is_none() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-        // A few ms after the grant: with luck, past the token read and
-        // inside the decide transaction (only a failpoint would make this
-        // exact; see RELIABILITY.md).
-        let jitter = self.rng.random_range(0..8);
-        tokio::time::sleep(Duration::from_millis(jitter)).await;
-        let start = self.history.now_ms();
-        let (pid, what) = match &target {
-            Some((pid, event, lease, token)) => (
-                *pid,
-                format!("holder of event {event}'s lock (lease {lease}, token {token})"),
-            ),
-            None => {
-                let index = self.live_worker().context("no live worker")?;
-                (
-                    self.app.workers[index].id(),
-                    "a random worker (no lock holder seen)".to_owned(),
-                )
-            }
-        };
-        signal(pid, "STOP").await?;
-        self.stopped.push(pid);
-        // Who takes the lock once the paused worker's lease has expired.
-        let resume_at = Instant::now() + pause;
-        let mut takeover = String::new();
-        if let Some((_, event, paused_lease, _)) = &target {
-            while Instant::now() < resume_at {
-                if let Some((lease, token)) =
-                    lock_holder(&mut etcd, &self.app.namespace, *event).await?
-                    && lease != *paused_lease
-                {
-                    takeover = format!("; lease {lease} took the lock with token {token}");
-                    break;
-                }
+            if held.is_none() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        tokio::time::sleep_until(resume_at.into()).await;
-        signal(pid, "CONT").await?;
+        let start = self.history.now_ms();
+        let cut = Instant::now();
+        proxy.cut();
+        let what = match held {
+            Some((event, lease, token)) => {
+                let mut takeover = "nobody took its lock over while it was cut off".to_owned();
+                while cut.elapsed() < cut_for {
+                    if let Some((other, newer)) =
+                        lock_holder(&mut etcd, &self.app.namespace, event).await?
+                        && other != lease
+                    {
+                        takeover = format!(
+                            "lease {other} took the lock with token {newer} after {:.1} s",
+                            cut.elapsed().as_secs_f64()
+                        );
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                format!("holder of event {event}'s lock (lease {lease}, token {token}); {takeover}")
+            }
+            None => "holding no lock (none seen within 20 s)".to_owned(),
+        };
+        tokio::time::sleep(cut_for.saturating_sub(cut.elapsed())).await;
+        proxy.heal();
+        self.proxies.push(proxy);
         self.fault(
-            "sigstop-worker",
+            "partition-etcd",
             format!(
-                "SIGSTOP worker pid {pid}, {what}, for {:.1} s (lease TTL {LEASE_TTL_SECS} s){takeover}; then SIGCONT",
-                pause.as_secs_f64(),
+                "cut worker pid {pid} off from etcd for {:.1} s (lease TTL {LEASE_TTL_SECS} s), \
+                 {what}; then healed",
+                cut_for.as_secs_f64()
             ),
             start,
         );
+        // Whatever the cut-off worker does on reconnecting, its stale writes
+        // are refused; count what its log says once it has had a moment.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        self.notes.push(format!(
+            "partition-etcd: worker {pid} {what}; its log: {} write(s) refused by the fencing \
+             token, {} lease keep-alive failure(s)",
+            text.matches("older than the event's").count(),
+            text.matches("keep-alive").count(),
+        ));
         Ok(())
     }
 
-    /// Lease (hex) → pid, from the "etcd lease granted" lines of the worker
-    /// logs (the last grant of each worker wins).
     fn worker_leases(&self) -> HashMap<String, u32> {
         let mut leases = HashMap::new();
         for (pid, log) in &self.worker_logs {
@@ -820,21 +922,70 @@ async fn queue_length(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
 /// Starts a worker logging JSON to its own file (lease grants included, so
 /// that a lock holder can be mapped to its pid).
 fn start_worker(app: &mut TestApp, dir: &std::path::Path) -> (u32, PathBuf) {
-    start_worker_with(app, dir, "")
+    start_worker_with(app, dir, ("", String::new()))
 }
 
-/// Like `start_worker`, armed with `WORKER_CRASH_AT=<crash_at>` unless empty.
-fn start_worker_with(app: &mut TestApp, dir: &std::path::Path, crash_at: &str) -> (u32, PathBuf) {
+/// Like `start_worker`, with a failpoint armed (`("WORKER_CRASH_AT",
+/// "after-commit:3")`, see worker/src/failpoint.rs) unless its name is empty.
+fn start_worker_with(
+    app: &mut TestApp,
+    dir: &std::path::Path,
+    (failpoint, spec): (&'static str, String),
+) -> (u32, PathBuf) {
     let log = dir.join(format!("worker-{}.log", app.workers.len() + 1));
     let mut env = vec![
         ("LOG_FORMAT", "json".to_owned()),
         ("RUST_LOG", "warn,worker::lease=info".to_owned()),
     ];
-    if !crash_at.is_empty() {
-        env.push(("WORKER_CRASH_AT", crash_at.to_owned()));
+    if !failpoint.is_empty() {
+        env.push((failpoint, spec));
     }
     let pid = app.add_worker_with(&env, Some(&log));
     (pid, log)
+}
+
+/// Polls `probe` every 50 ms until it yields or `within` passes.
+async fn wait_for<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether process `pid` is stopped (state `T` in /proc).
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(") ")
+                .map(|(_, rest)| rest.starts_with('T'))
+        })
+        .unwrap_or(false)
+}
+
+/// `(event, token)` from the failpoint's "pausing at after-token (event E,
+/// token T)" line.
+fn parse_pause(line: &str) -> Option<(i64, i64)> {
+    let (_, held) = line.split_once("(event ")?;
+    let (event, rest) = held.split_once(", token ")?;
+    let token = rest.trim_end().trim_end_matches(')');
+    Some((event.parse().ok()?, token.parse().ok()?))
+}
+
+/// The fencing token stored on the event row.
+async fn fence_token(db: &sea_orm::DatabaseConnection, event: i64) -> anyhow::Result<i64> {
+    use sea_orm::EntityTrait;
+    Ok(shared::entities::event::Entity::find_by_id(event)
+        .one(db)
+        .await?
+        .map(|row| row.fence_token)
+        .unwrap_or_default())
 }
 
 /// The lease (hex) and fencing token (create revision) of the holder of an

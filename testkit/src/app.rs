@@ -275,7 +275,11 @@ impl TestApp {
     }
 
     pub async fn etcd(&self) -> etcd_client::Client {
-        shared::etcd::connect(&[env("ETCD_ENDPOINTS")], Duration::from_secs(5))
+        let endpoints: Vec<String> = env("ETCD_ENDPOINTS")
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        shared::etcd::connect(&endpoints, Duration::from_secs(5))
             .await
             .expect("etcd")
     }

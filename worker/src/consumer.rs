@@ -379,6 +379,10 @@ impl Worker {
                 }
             }
         };
+        crate::failpoint::pause(
+            "after-token",
+            format_args!("event {event_id}, token {}", hold.lock.token),
+        );
         let result = decide::decide(&self.db, event_id, hold.lock.token, commands).await;
         // Keep the lock for the event's next batch, unless the write failed
         // (a stale token means it is no longer ours) or it has been held for

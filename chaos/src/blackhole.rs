@@ -1,0 +1,93 @@
+//! A TCP proxy that can cut a path without closing anything: while cut, no
+//! byte moves in either direction and new connections wait, as across a
+//! network partition (the peers see silence, not a reset); once healed, the
+//! bytes held back flow on in order. `partition-etcd` routes one worker's
+//! etcd traffic through it to cut that worker off from etcd alone.
+
+use std::{io, net::SocketAddr};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{
+        TcpListener, TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    sync::watch,
+    task::{JoinHandle, JoinSet},
+};
+
+pub struct Blackhole {
+    addr: SocketAddr,
+    open: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Blackhole {
+    /// Listens on a free loopback port and forwards to `upstream`
+    /// (`host:port`).
+    pub async fn start(upstream: String) -> io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (open, watcher) = watch::channel(true);
+        let task = tokio::spawn(accept(listener, upstream, watcher));
+        Ok(Self { addr, open, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    pub fn heal(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        // Dropping the accept task's JoinSet aborts every connection too.
+        self.task.abort();
+    }
+}
+
+async fn accept(listener: TcpListener, upstream: String, open: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    while let Ok((client, _)) = listener.accept().await {
+        let (upstream, mut open) = (upstream.clone(), open.clone());
+        connections.spawn(async move {
+            if open.wait_for(|open| *open).await.is_err() {
+                return;
+            }
+            let Ok(server) = TcpStream::connect(&upstream).await else {
+                return;
+            };
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            tokio::join!(
+                pipe(client_read, server_write, open.clone()),
+                pipe(server_read, client_write, open),
+            );
+        });
+    }
+}
+
+/// Copies `from` to `to`, holding bytes back while the path is cut.
+async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut open: watch::Receiver<bool>) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        if open.wait_for(|open| *open).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if open.wait_for(|open| *open).await.is_err() || to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+    to.shutdown().await.ok();
+}

@@ -458,7 +458,7 @@ impl Run<'_> {
             let (pid, log) = start_worker_with(
                 &mut self.app,
                 &self.options.dir,
-                ("WORKER_CRASH_AT", spec.clone()),
+                &[("WORKER_CRASH_AT", spec.clone())],
             );
             self.worker_logs.push((pid, log));
             armed_pids.insert(pid, spec);
@@ -485,7 +485,7 @@ impl Run<'_> {
                 let (replacement, log) = start_worker_with(
                     &mut self.app,
                     &self.options.dir,
-                    ("WORKER_CRASH_AT", next.clone()),
+                    &[("WORKER_CRASH_AT", next.clone())],
                 );
                 self.worker_logs.push((replacement, log));
                 armed_pids.insert(replacement, next.clone());
@@ -523,10 +523,17 @@ impl Run<'_> {
     /// paused worker gets SIGCONT: its write must be refused by the token.
     async fn stop_worker(&mut self) -> anyhow::Result<()> {
         let nth = self.rng.random_range(3..10);
+        // One command per batch, so one event per batch: a worker deciding
+        // several events at once would stop with another event's
+        // transaction open, and that row lock (not the etcd lock) would stall
+        // every worker that wants the event until SIGCONT.
         let (pid, log) = start_worker_with(
             &mut self.app,
             &self.options.dir,
-            ("WORKER_PAUSE_AT", format!("after-token:{nth}")),
+            &[
+                ("WORKER_PAUSE_AT", format!("after-token:{nth}")),
+                ("BATCH_SIZE", "1".to_owned()),
+            ],
         );
         self.worker_logs.push((pid, log.clone()));
         self.stopped.push(pid);
@@ -565,8 +572,28 @@ impl Run<'_> {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        let takeover = takeover.context("no other worker took over the paused worker's lock")?;
         signal(pid, "CONT").await?;
+        let Some(takeover) = takeover else {
+            // Resumed anyway (never leave it stopped); the fencing check
+            // needs a newer token, so there is nothing to refuse.
+            self.fault(
+                "sigstop-worker",
+                format!(
+                    "worker pid {pid} stopped itself at after-token (hit {nth}) holding event \
+                     {event}'s lock with token {token}; no takeover within 30 s; then SIGCONT"
+                ),
+                start,
+            );
+            self.extra.push(Violation {
+                rule: "no-recovery",
+                id: format!("worker {pid}"),
+                detail: format!(
+                    "while it was stopped holding event {event}'s lock (token {token}), no other \
+                     worker took the lock and committed on the event within 30 s"
+                ),
+            });
+            return Ok(());
+        };
         let refused = wait_for(Duration::from_secs(20), || {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             text.contains(&format!("fencing token {token} is older than the event's"))
@@ -607,7 +634,7 @@ impl Run<'_> {
         let (pid, log) = start_worker_with(
             &mut self.app,
             &self.options.dir,
-            ("ETCD_ENDPOINTS", format!("http://{}", proxy.addr())),
+            &[("ETCD_ENDPOINTS", format!("http://{}", proxy.addr()))],
         );
         self.worker_logs.push((pid, log.clone()));
         let mut etcd = self.app.etcd().await;
@@ -982,24 +1009,22 @@ async fn queue_length(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
 /// Starts a worker logging JSON to its own file (lease grants included, so
 /// that a lock holder can be mapped to its pid).
 fn start_worker(app: &mut TestApp, dir: &std::path::Path) -> (u32, PathBuf) {
-    start_worker_with(app, dir, ("", String::new()))
+    start_worker_with(app, dir, &[])
 }
 
-/// Like `start_worker`, with a failpoint armed (`("WORKER_CRASH_AT",
-/// "after-commit:3")`, see worker/src/failpoint.rs) unless its name is empty.
+/// Like `start_worker`, with more environment on top, e.g. a failpoint
+/// (`("WORKER_CRASH_AT", "after-commit:3")`, see worker/src/failpoint.rs).
 fn start_worker_with(
     app: &mut TestApp,
     dir: &std::path::Path,
-    (failpoint, spec): (&'static str, String),
+    extra: &[(&'static str, String)],
 ) -> (u32, PathBuf) {
     let log = dir.join(format!("worker-{}.log", app.workers.len() + 1));
     let mut env = vec![
         ("LOG_FORMAT", "json".to_owned()),
         ("RUST_LOG", "warn,worker::lease=info".to_owned()),
     ];
-    if !failpoint.is_empty() {
-        env.push((failpoint, spec));
-    }
+    env.extend_from_slice(extra);
     let pid = app.add_worker_with(&env, Some(&log));
     (pid, log)
 }

@@ -1,8 +1,10 @@
 //! A TCP proxy that can cut a path without closing anything: while cut, no
 //! byte moves in either direction and new connections wait, as across a
 //! network partition (the peers see silence, not a reset); once healed, the
-//! bytes held back flow on in order. `partition-etcd` routes one worker's
-//! etcd traffic through it to cut that worker off from etcd alone.
+//! bytes held back flow on in order (TCP would retransmit them across a
+//! real partition shorter than its retransmission timeout). `partition-etcd`
+//! routes one worker's etcd traffic through it to cut that worker off from
+//! etcd alone.
 
 use std::{io, net::SocketAddr};
 
@@ -23,13 +25,14 @@ pub struct Blackhole {
 }
 
 impl Blackhole {
-    /// Listens on a free loopback port and forwards to `upstream`
-    /// (`host:port`).
-    pub async fn start(upstream: String) -> io::Result<Self> {
+    /// Listens on a free loopback port and forwards each connection to the
+    /// first of `upstreams` (`host:port`, e.g. the etcd members) that
+    /// accepts it.
+    pub async fn start(upstreams: Vec<String>) -> io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (open, watcher) = watch::channel(true);
-        let task = tokio::spawn(accept(listener, upstream, watcher));
+        let task = tokio::spawn(accept(listener, upstreams, watcher));
         Ok(Self { addr, open, task })
     }
 
@@ -53,15 +56,16 @@ impl Drop for Blackhole {
     }
 }
 
-async fn accept(listener: TcpListener, upstream: String, open: watch::Receiver<bool>) {
+async fn accept(listener: TcpListener, upstreams: Vec<String>, open: watch::Receiver<bool>) {
+    let upstreams = std::sync::Arc::new(upstreams);
     let mut connections = JoinSet::new();
     while let Ok((client, _)) = listener.accept().await {
-        let (upstream, mut open) = (upstream.clone(), open.clone());
+        let (upstreams, mut open) = (upstreams.clone(), open.clone());
         connections.spawn(async move {
             if open.wait_for(|open| *open).await.is_err() {
                 return;
             }
-            let Ok(server) = TcpStream::connect(&upstream).await else {
+            let Some(server) = connect_any(&upstreams).await else {
                 return;
             };
             let (client_read, client_write) = client.into_split();
@@ -72,6 +76,17 @@ async fn accept(listener: TcpListener, upstream: String, open: watch::Receiver<b
             );
         });
     }
+}
+
+/// The first of `upstreams` that accepts a connection (a member may be
+/// down).
+async fn connect_any(upstreams: &[String]) -> Option<TcpStream> {
+    for upstream in upstreams {
+        if let Ok(server) = TcpStream::connect(upstream).await {
+            return Some(server);
+        }
+    }
+    None
 }
 
 /// Copies `from` to `to`, holding bytes back while the path is cut.

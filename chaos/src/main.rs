@@ -66,8 +66,7 @@ enum Cmd {
     /// Run one fault scenario on its own deployment; writes one JSON result
     /// line to `<dir>/result.json` (and stdout); exits 1 on any violation.
     Scenario {
-        /// One of: baseline, kill-worker, stop-worker, restart-rabbitmq,
-        /// restart-mysql, restart-etcd, poison.
+        /// A scenario name (`chaos list` prints them).
         name: String,
         /// A brief run (CI).
         #[arg(long)]

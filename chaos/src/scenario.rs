@@ -470,7 +470,7 @@ impl Run<'_> {
             let (pid, log) = start_worker_with(
                 &mut self.app,
                 &self.options.dir,
-                ("WORKER_CRASH_AT", spec.clone()),
+                &[("WORKER_CRASH_AT", spec.clone())],
             );
             self.worker_logs.push((pid, log));
             armed_pids.insert(pid, spec);
@@ -497,7 +497,7 @@ impl Run<'_> {
                 let (replacement, log) = start_worker_with(
                     &mut self.app,
                     &self.options.dir,
-                    ("WORKER_CRASH_AT", next.clone()),
+                    &[("WORKER_CRASH_AT", next.clone())],
                 );
                 self.worker_logs.push((replacement, log));
                 armed_pids.insert(replacement, next.clone());
@@ -535,10 +535,17 @@ impl Run<'_> {
     /// paused worker gets SIGCONT: its write must be refused by the token.
     async fn stop_worker(&mut self) -> anyhow::Result<()> {
         let nth = self.rng.random_range(3..10);
+        // One command per batch, so one event per batch: a worker deciding
+        // several events at once would stop with another event's
+        // transaction open, and that row lock (not the etcd lock) would stall
+        // every worker that wants the event until SIGCONT.
         let (pid, log) = start_worker_with(
             &mut self.app,
             &self.options.dir,
-            ("WORKER_PAUSE_AT", format!("after-token:{nth}")),
+            &[
+                ("WORKER_PAUSE_AT", format!("after-token:{nth}")),
+                ("BATCH_SIZE", "1".to_owned()),
+            ],
         );
         self.worker_logs.push((pid, log.clone()));
         self.stopped.push(pid);
@@ -553,25 +560,52 @@ impl Run<'_> {
         .context("the armed worker never paused at after-token")?;
         let (event, token) = paused;
         let start = self.history.now_ms();
+        let paused_lease = leases_granted(&log)
+            .pop()
+            .context("the paused worker logged no lease")?;
         let mut etcd = self.app.etcd().await;
         let mut takeover = None;
         let deadline = Instant::now() + Duration::from_secs(30);
+        // SIGCONT only once the paused lease is gone, another worker holds
+        // the lock with a newer token and has committed with it.
         while takeover.is_none() && Instant::now() < deadline {
             let holder = lock_holder(&mut etcd, &self.app.namespace, event).await?;
             let stored = fence_token(&self.app.db, event).await?;
             if let Some((lease, newer)) = holder
                 && newer > token
                 && stored > token
+                && lease_expired(&mut etcd, &paused_lease).await?
             {
                 takeover = Some(format!(
-                    "lease {lease} took the lock with token {newer}; the event's stored token is {stored}"
+                    "its lease {paused_lease} expired, lease {lease} took the lock with token \
+                     {newer}, the event's stored token is {stored}"
                 ));
             } else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        let takeover = takeover.context("no other worker took over the paused worker's lock")?;
         signal(pid, "CONT").await?;
+        let Some(takeover) = takeover else {
+            // Resumed anyway (never leave it stopped); the fencing check
+            // needs a newer token, so there is nothing to refuse.
+            self.fault(
+                "sigstop-worker",
+                format!(
+                    "worker pid {pid} stopped itself at after-token (hit {nth}) holding event \
+                     {event}'s lock with token {token}; no takeover within 30 s; then SIGCONT"
+                ),
+                start,
+            );
+            self.extra.push(Violation {
+                rule: "no-recovery",
+                id: format!("worker {pid}"),
+                detail: format!(
+                    "while it was stopped holding event {event}'s lock (token {token}), no other \
+                     worker took the lock and committed on the event within 30 s"
+                ),
+            });
+            return Ok(());
+        };
         let refused = wait_for(Duration::from_secs(20), || {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             text.contains(&format!("fencing token {token} is older than the event's"))
@@ -600,44 +634,49 @@ impl Run<'_> {
 
     /// Starts a worker whose only way to etcd is a [`Blackhole`] proxy,
     /// waits until it holds an event's lock, then cuts it off from etcd for
-    /// `cut_for` (longer than its lease): the others must take the lock over
-    /// and any late write of the cut-off worker must be refused.
+    /// `cut_for` (longer than its lease): the others must take the lock over,
+    /// any late write of the cut-off worker must be refused by the token, and
+    /// after the heal it must take a new lease and work again.
     async fn partition_etcd(&mut self, cut_for: Duration) -> anyhow::Result<()> {
-        let first = testkit::app::env("ETCD_ENDPOINTS");
-        let upstream = first
+        let members: Vec<String> = testkit::app::env("ETCD_ENDPOINTS")
             .split(',')
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches("http://")
-            .to_owned();
-        let proxy = Blackhole::start(upstream).await?;
+            .map(|url| url.trim().trim_start_matches("http://").to_owned())
+            .collect();
+        let proxy = Blackhole::start(members).await?;
         let (pid, log) = start_worker_with(
             &mut self.app,
             &self.options.dir,
-            ("ETCD_ENDPOINTS", format!("http://{}", proxy.addr())),
+            &[("ETCD_ENDPOINTS", format!("http://{}", proxy.addr()))],
         );
         self.worker_logs.push((pid, log.clone()));
         let mut etcd = self.app.etcd().await;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut held = None;
+        // Cut while it holds a lock, and make sure it still held it once
+        // cut: a lock handed back just before the cut would test nothing.
+        // Its key can only go away by expiry now, which takes longer than
+        // the 200 ms looked at (the lease was renewed within a third of its
+        // TTL); otherwise heal at once and try again.
+        let start = self.history.now_ms();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut held, mut missed, mut cut) = (None, 0, Instant::now());
         while held.is_none() && Instant::now() < deadline {
-            let leases = self.worker_leases();
-            for event in &self.events {
-                if let Some((lease, token)) =
-                    lock_holder(&mut etcd, &self.app.namespace, event.id).await?
-                    && leases.get(&lease) == Some(&pid)
-                {
-                    held = Some((event.id, lease, token));
-                    break;
-                }
-            }
-            if held.is_none() {
+            let Some((event, lease, token)) = self.lock_held_by(&mut etcd, pid).await? else {
                 tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            proxy.cut();
+            cut = Instant::now();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if lock_holder(&mut etcd, &self.app.namespace, event)
+                .await?
+                .is_some_and(|(holder, _)| holder == lease)
+            {
+                held = Some((event, lease, token));
+            } else {
+                proxy.heal();
+                missed += 1;
             }
         }
-        let start = self.history.now_ms();
-        let cut = Instant::now();
-        proxy.cut();
+        let grants = leases_granted(&log).len();
         let what = match held {
             Some((event, lease, token)) => {
                 let mut takeover = "nobody took its lock over while it was cut off".to_owned();
@@ -654,12 +693,26 @@ impl Run<'_> {
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                format!("holder of event {event}'s lock (lease {lease}, token {token}); {takeover}")
+                format!(
+                    "holder of event {event}'s lock (lease {lease}, token {token}) at the cut \
+                     ({missed} earlier cut(s) healed at once: the lock changed hands within \
+                     200 ms); {takeover}"
+                )
             }
-            None => "holding no lock (none seen within 20 s)".to_owned(),
+            None => {
+                self.extra.push(Violation {
+                    rule: "partition-etcd",
+                    id: format!("worker {pid}"),
+                    detail: "the worker to cut off was never seen holding a lock once cut \
+                             (30 s): nothing tested"
+                        .into(),
+                });
+                "holding no lock once cut (30 s of tries)".to_owned()
+            }
         };
         tokio::time::sleep(cut_for.saturating_sub(cut.elapsed())).await;
         proxy.heal();
+        let healed = Instant::now();
         self.proxies.push(proxy);
         self.fault(
             "partition-etcd",
@@ -670,34 +723,68 @@ impl Run<'_> {
             ),
             start,
         );
-        // Whatever the cut-off worker does on reconnecting, its stale writes
-        // are refused; count what its log says once it has had a moment.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Recovery: a new lease (the old one expired during the cut), then
+        // a lock again.
+        let new_lease = wait_for(Duration::from_secs(20), || {
+            (leases_granted(&log).len() > grants).then_some(())
+        })
+        .await;
+        let mut relocked = None;
+        while new_lease.is_some() && relocked.is_none() && healed.elapsed() < secs(20.0) {
+            relocked = self.lock_held_by(&mut etcd, pid).await?;
+            if relocked.is_none() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let recovery = match (&new_lease, relocked) {
+            (None, _) => {
+                self.extra.push(Violation {
+                    rule: "no-recovery",
+                    id: format!("worker {pid}"),
+                    detail: "no new etcd lease within 20 s of the heal".into(),
+                });
+                "no new lease within 20 s of the heal".to_owned()
+            }
+            (Some(()), None) => "a new lease after the heal, no lock within 20 s".to_owned(),
+            (Some(()), Some((event, _, token))) => format!(
+                "a new lease, then event {event}'s lock with token {token} {:.1} s after the heal",
+                healed.elapsed().as_secs_f64()
+            ),
+        };
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         self.notes.push(format!(
-            "partition-etcd: worker {pid} {what}; its log: {} write(s) refused by the fencing \
-             token, {} lease keep-alive failure(s)",
+            "partition-etcd: worker {pid} {what}; recovery: {recovery}; its log: {} write(s) \
+             refused by the fencing token, {} lease(s) given up, {} failed unlock(s)",
             text.matches("older than the event's").count(),
-            text.matches("keep-alive").count(),
+            text.matches("giving up the etcd lease").count(),
+            text.matches("unlock failed").count() + text.matches("unlock timed out").count(),
         ));
         Ok(())
     }
 
-    fn worker_leases(&self) -> HashMap<String, u32> {
-        let mut leases = HashMap::new();
-        for (pid, log) in &self.worker_logs {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            if let Some(lease) = text
-                .lines()
-                .filter(|l| l.contains("etcd lease granted"))
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .filter_map(|v| v["fields"]["lease"].as_str().map(str::to_owned))
-                .next_back()
+    /// An event lock that worker `pid` holds: (event, lease, token).
+    async fn lock_held_by(
+        &self,
+        etcd: &mut etcd_client::Client,
+        pid: u32,
+    ) -> anyhow::Result<Option<(i64, String, i64)>> {
+        let leases = self.worker_leases();
+        for event in &self.events {
+            if let Some((lease, token)) = lock_holder(etcd, &self.app.namespace, event.id).await?
+                && leases.get(&lease) == Some(&pid)
             {
-                leases.insert(lease, *pid);
+                return Ok(Some((event.id, lease, token)));
             }
         }
-        leases
+        Ok(None)
+    }
+
+    /// Lease (hex) → pid, from the worker logs (each worker's latest grant).
+    fn worker_leases(&self) -> HashMap<String, u32> {
+        self.worker_logs
+            .iter()
+            .filter_map(|(pid, log)| Some((leases_granted(log).pop()?, *pid)))
+            .collect()
     }
 
     /// Runs `<service_cmd> <action> <server>`; returns what it printed.
@@ -934,26 +1021,42 @@ async fn queue_length(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
 /// Starts a worker logging JSON to its own file (lease grants included, so
 /// that a lock holder can be mapped to its pid).
 fn start_worker(app: &mut TestApp, dir: &std::path::Path) -> (u32, PathBuf) {
-    start_worker_with(app, dir, ("", String::new()))
+    start_worker_with(app, dir, &[])
 }
 
-/// Like `start_worker`, with a failpoint armed (`("WORKER_CRASH_AT",
-/// "after-commit:3")`, see worker/src/failpoint.rs) unless its name is empty.
+/// Like `start_worker`, with more environment on top, e.g. a failpoint
+/// (`("WORKER_CRASH_AT", "after-commit:3")`, see worker/src/failpoint.rs).
 fn start_worker_with(
     app: &mut TestApp,
     dir: &std::path::Path,
-    (failpoint, spec): (&'static str, String),
+    extra: &[(&'static str, String)],
 ) -> (u32, PathBuf) {
     let log = dir.join(format!("worker-{}.log", app.workers.len() + 1));
     let mut env = vec![
         ("LOG_FORMAT", "json".to_owned()),
         ("RUST_LOG", "warn,worker::lease=info".to_owned()),
     ];
-    if !failpoint.is_empty() {
-        env.push((failpoint, spec));
-    }
+    env.extend_from_slice(extra);
     let pid = app.add_worker_with(&env, Some(&log));
     (pid, log)
+}
+
+/// The leases (hex) a worker logged as granted ("etcd lease granted"), in
+/// order.
+fn leases_granted(log: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("etcd lease granted"))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["fields"]["lease"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Whether etcd has let lease `hex` expire (or never knew it).
+async fn lease_expired(etcd: &mut etcd_client::Client, hex: &str) -> anyhow::Result<bool> {
+    let id = i64::from_str_radix(hex, 16).with_context(|| format!("lease id {hex}"))?;
+    Ok(etcd.lease_time_to_live(id, None).await?.ttl() <= 0)
 }
 
 /// Polls `probe` every 50 ms until it yields or `within` passes.

@@ -109,9 +109,13 @@ svc_init() {
         done
     fi
     SVC_SERVER_PIDS=(mysql rabbitmq "${SVC_ETCD_NAMES[@]}" redis)
+    local etcd_ports=()
+    for ((i = 0; i < 2 * SVC_ETCD_MEMBERS; i++)); do
+        etcd_ports+=("$((SVC_ETCD_PORT + i))") # every member's client and peer port
+    done
     _svc_check_outside_ephemeral_range "$SVC_MYSQL_PORT" "$SVC_AMQP_PORT" \
         "$((SVC_AMQP_PORT + 20000))" "$((SVC_AMQP_PORT + 21010))" \
-        "$SVC_ETCD_PORT" "$((SVC_ETCD_PORT + 2 * SVC_ETCD_MEMBERS - 1))" "$SVC_REDIS_PORT"
+        "${etcd_ports[@]}" "$SVC_REDIS_PORT"
 }
 
 # A listening port inside the kernel's ephemeral range can be taken at any
@@ -475,11 +479,18 @@ _svc_etcdctl() {
 }
 
 # Launch every member that is not running (all of them at first, a stopped
-# one after svc_etcd_stop).
+# one after `scripts/chaos service stop etcd`).
 _svc_etcd_launch() {
-    local i name cluster=() client peer
+    local i name cluster=() client peer raft_names=("${SVC_ETCD_NAMES[@]}") token=()
+    if ((SVC_ETCD_MEMBERS == 1)); then
+        # A single member keeps the name it always had (the stack's), so an
+        # existing dev or bench data dir starts exactly as before.
+        raft_names=("$SVC_STACK")
+    else
+        token=(--initial-cluster-token "$SVC_STACK")
+    fi
     for ((i = 1; i <= SVC_ETCD_MEMBERS; i++)); do
-        cluster+=("${SVC_ETCD_NAMES[$((i - 1))]}=$(_svc_etcd_peer "$i")")
+        cluster+=("${raft_names[$((i - 1))]}=$(_svc_etcd_peer "$i")")
     done
     for ((i = 1; i <= SVC_ETCD_MEMBERS; i++)); do
         name=${SVC_ETCD_NAMES[$((i - 1))]}
@@ -497,11 +508,12 @@ _svc_etcd_launch() {
         # env -u: etcd treats ETCD_* variables as flags; ETCD_ENDPOINTS is ours.
         # The initial cluster is only read when the data dir is new.
         _svc_spawn "$name" "$SVC_LOGS/$name.log" \
-            env -u ETCD_ENDPOINTS etcd --name "$name" --data-dir "$SVC_DIR/$name" \
+            env -u ETCD_ENDPOINTS etcd --name "${raft_names[$((i - 1))]}" \
+            --data-dir "$SVC_DIR/$name" \
             --listen-client-urls "$client" --advertise-client-urls "$client" \
             --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
             --initial-cluster "$(IFS=,; printf '%s' "${cluster[*]}")" \
-            --initial-cluster-token "$SVC_STACK" --logger zap --log-outputs stderr
+            "${token[@]}" --logger zap --log-outputs stderr
     done
 }
 
@@ -747,7 +759,12 @@ svc_status() {
     echo "stack $SVC_STACK ($SVC_DIR)"
     _svc_status_line mysql "127.0.0.1:$SVC_MYSQL_PORT" _svc_mysql_probe
     _svc_status_line rabbitmq "127.0.0.1:$SVC_AMQP_PORT ($SVC_RABBIT_NODE)" svc_port_open "$SVC_AMQP_PORT"
-    _svc_status_line etcd "127.0.0.1:$SVC_ETCD_PORT" _svc_etcdctl endpoint health
+    local i
+    for ((i = 1; i <= SVC_ETCD_MEMBERS; i++)); do
+        _svc_status_line "${SVC_ETCD_NAMES[$((i - 1))]}" "$(_svc_etcd_client "$i")" \
+            env ETCDCTL_API=3 etcdctl --endpoints "$(_svc_etcd_client "$i")" \
+            --dial-timeout=2s --command-timeout=3s endpoint health
+    done
     _svc_status_line redis "127.0.0.1:$SVC_REDIS_PORT" _svc_redis_probe
     local app
     while read -r app; do

@@ -55,6 +55,11 @@ const OVERLOAD_ENV: &[(&str, &str)] = &[
     ("COMMAND_QUEUE_MAX_LENGTH", "2000"),
     ("WORKER_PREFETCH", "16"),
 ];
+/// Requests the overload generator keeps in flight at most. With 4,096, the
+/// generator's own connections starved the (debug) api and itself of CPU on
+/// two cores and sync reserves took up to 14 s end to end (a full run's
+/// `hang` violations); beyond this bound a send is skipped and reported.
+const FLOOD_IN_FLIGHT: usize = 1024;
 /// Peak RSS above which a process of the overload scenario counts as
 /// unbounded (the throughput issue's budget).
 const RSS_BUDGET_MB: f64 = 150.0;
@@ -352,7 +357,14 @@ impl Run<'_> {
             (calibration.decided() as f64 / calibration.elapsed.as_secs_f64()).max(1.0);
         let rate = (20.0 * sustainable).round() as u64;
         let start_ms = self.history.now_ms();
-        let flood = workload::flood(config, self.history.clone(), rate, duration, 4096).await?;
+        let flood = workload::flood(
+            config,
+            self.history.clone(),
+            rate,
+            duration,
+            FLOOD_IN_FLIGHT,
+        )
+        .await?;
         let offered = flood.sent as f64 / duration.as_secs_f64();
         self.fault(
             "overload",
@@ -364,7 +376,7 @@ impl Run<'_> {
         );
         self.notes.push(format!(
             "sustained {sustainable:.0} decisions/s; offered {rate}/s for {:.0} s: {} sent \
-             ({offered:.0}/s), {} not sent (4096 already in flight); answers {:?}",
+             ({offered:.0}/s), {} not sent ({FLOOD_IN_FLIGHT} already in flight); answers {:?}",
             duration.as_secs_f64(),
             flood.sent,
             flood.skipped,

@@ -3,9 +3,8 @@
 //! history together with the database against the invariants of
 //! DESIGN.md §2 ([`check`]), and fault scenarios that run both around a
 //! real deployment ([`scenario`]), one of which cuts a worker off from etcd
-//! through a [`blackhole`] proxy. `scripts/chaos` runs every scenario.
+//! through a [`testkit::blackhole`] proxy. `scripts/chaos` runs every scenario.
 
-pub mod blackhole;
 pub mod check;
 pub mod history;
 pub mod scenario;

@@ -19,11 +19,13 @@ use lapin::{
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use shared::topology::Topology;
-use testkit::app::{Options, TestApp};
+use testkit::{
+    app::{Options, TestApp},
+    blackhole::Blackhole,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    blackhole::Blackhole,
     check::{self, Limits, Summary, Violation},
     history::{self, EventMeta, Fault, HistoryWriter, Meta, OpKind, Record},
     workload,

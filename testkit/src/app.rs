@@ -41,6 +41,11 @@ fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// Path of one of this build's binaries (`api`, `worker`, `migrate`).
+pub fn binary(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
 /// Peak resident set size of a process (VmHWM), in MB.
 pub fn peak_rss_mb(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

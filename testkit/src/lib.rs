@@ -3,4 +3,6 @@
 //! against the real servers, and the invariants of DESIGN.md §2.
 
 pub mod app;
+pub mod blackhole;
+pub mod broker;
 pub mod invariants;

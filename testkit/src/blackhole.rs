@@ -106,3 +106,48 @@ async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut open: watch::
     }
     to.shutdown().await.ok();
 }
+
+/// The `host:port` of a `scheme://[user:password@]host:port[/…]` URL.
+pub fn authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    rest.split(['/', '?']).next().unwrap_or(rest)
+}
+
+/// `url` with its `host:port` replaced by `addr`, to route it through a
+/// proxy.
+pub fn via(url: &str, addr: SocketAddr) -> String {
+    url.replacen(authority(url), &addr.to_string(), 1)
+}
+
+impl Blackhole {
+    /// A proxy in front of the server of `url`, and `url` routed through it.
+    pub async fn in_front_of(url: &str) -> io::Result<(Self, String)> {
+        let proxy = Self::start(vec![authority(url).to_owned()]).await?;
+        let routed = via(url, proxy.addr());
+        Ok((proxy, routed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_any_url_through_the_proxy() {
+        let proxy: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for (url, want) in [
+            (
+                "mysql://u:p@127.0.0.1:13306/db",
+                "mysql://u:p@127.0.0.1:9/db",
+            ),
+            ("redis://127.0.0.1:16379", "redis://127.0.0.1:9"),
+            (
+                "amqp://g:g@localhost:5750/%2f",
+                "amqp://g:g@127.0.0.1:9/%2f",
+            ),
+        ] {
+            assert_eq!(via(url, proxy), want);
+        }
+    }
+}

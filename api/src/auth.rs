@@ -1,23 +1,228 @@
-//! Admin authentication: a static bearer token, compared in constant time
-//! so response timing reveals nothing about it.
+//! Who is asking: the admin (the `ADMIN_TOKEN`), a client (an API key an
+//! admin created), or anonymous. Every bearer value is compared by its
+//! SHA-256, so comparisons take the same time whatever the value's length
+//! or content, and the database only ever sees digests.
 
-use axum::http::{HeaderMap, header};
+use std::{
+    collections::HashMap,
+    sync::{PoisonError, RwLock},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::FromRequestParts,
+    http::{HeaderMap, header, request::Parts},
+};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sha2::{Digest, Sha256};
+use shared::entities::client;
 use subtle::ConstantTimeEq;
 
 use crate::{problem::ApiError, state::AppState};
 
-pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or_default();
-    let expected = state.admin_token.as_bytes();
-    let matches = !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected));
-    if matches {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
+/// The owner id of anonymous requests (no row in `clients`).
+pub const ANONYMOUS: i64 = 0;
+
+/// How long a verified key is trusted without asking MySQL again: a key
+/// revoked on another replica is refused at most this much later.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Verified keys kept at most; beyond it the cache starts afresh.
+const KEY_CACHE_MAX: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    Anonymous,
+    Client(i64),
+    Admin,
+}
+
+impl Caller {
+    /// The owner recorded on what this caller creates. The admin acting on
+    /// the public api acts as anonymous.
+    pub fn owner(self) -> i64 {
+        match self {
+            Self::Client(id) => id,
+            Self::Anonymous | Self::Admin => ANONYMOUS,
+        }
+    }
+
+    /// Whether this caller may see or change what `owner` owns.
+    pub fn may_access(self, owner: i64) -> bool {
+        self == Self::Admin || self.owner() == owner
+    }
+}
+
+pub fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// The admin token and the verified client keys.
+pub struct Keys {
+    admin: Option<[u8; 32]>,
+    require_api_key: bool,
+    verified: RwLock<HashMap<[u8; 32], (i64, Instant)>>,
+}
+
+impl Keys {
+    pub fn new(admin_token: &str, require_api_key: bool) -> Self {
+        Self {
+            admin: (!admin_token.is_empty()).then(|| digest(admin_token)),
+            require_api_key,
+            verified: RwLock::default(),
+        }
+    }
+
+    /// Forgets a key at once on this replica (after revocation).
+    pub fn forget(&self, client_id: i64) {
+        self.verified
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, (id, _)| *id != client_id);
+    }
+
+    async fn identify(
+        &self,
+        db: &DatabaseConnection,
+        headers: &HeaderMap,
+    ) -> Result<Caller, ApiError> {
+        let Some(presented) = bearer(headers)? else {
+            return if self.require_api_key {
+                Err(ApiError::Unauthorized(
+                    "an API key is required: send `Authorization: Bearer <api_key>`".into(),
+                ))
+            } else {
+                Ok(Caller::Anonymous)
+            };
+        };
+        let hash = digest(presented);
+        if self
+            .admin
+            .is_some_and(|admin| bool::from(admin.ct_eq(&hash)))
+        {
+            return Ok(Caller::Admin);
+        }
+        if let Some(id) = self.cached(&hash) {
+            return Ok(Caller::Client(id));
+        }
+        let found = client::Entity::find()
+            .filter(client::Column::KeyHash.eq(hash.to_vec()))
+            .filter(client::Column::RevokedAt.is_null())
+            .one(db)
+            .await?;
+        let Some(found) = found else {
+            return Err(ApiError::Unauthorized("unknown or revoked API key".into()));
+        };
+        let mut verified = self
+            .verified
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= KEY_CACHE_MAX {
+            verified.clear();
+        }
+        verified.insert(hash, (found.id, Instant::now()));
+        Ok(Caller::Client(found.id))
+    }
+
+    fn cached(&self, hash: &[u8; 32]) -> Option<i64> {
+        let verified = self.verified.read().unwrap_or_else(PoisonError::into_inner);
+        let (id, at) = verified.get(hash)?;
+        (at.elapsed() < KEY_CACHE_TTL).then_some(*id)
+    }
+}
+
+/// The bearer value, if an `Authorization` header is present. One header,
+/// scheme `Bearer` (any case), a non-empty token: anything else is refused
+/// rather than silently treated as anonymous.
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let malformed = || ApiError::Unauthorized("send `Authorization: Bearer <api_key>`".into());
+    if values.next().is_some() {
+        return Err(malformed());
+    }
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(malformed());
+    }
+    Ok(Some(token))
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    /// Resolved once per request: the rate limiter resolves it first and
+    /// leaves it in the request's extensions for the handler.
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(*caller);
+        }
+        let caller = state.keys.identify(&state.db, &parts.headers).await?;
+        parts.extensions.insert(caller);
+        Ok(caller)
+    }
+}
+
+/// Proof that the request carries the admin token: the extractor of every
+/// admin endpoint. Without `ADMIN_TOKEN` they all answer 403 saying how to
+/// set it, whatever the request carries.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if state.keys.admin.is_none() {
+            return Err(ApiError::AdminDisabled);
+        }
+        match Caller::from_request_parts(parts, state).await {
+            Ok(Caller::Admin) => Ok(Self),
+            Ok(_) | Err(ApiError::Unauthorized(_)) => Err(ApiError::Unauthorized(
+                "this endpoint needs the admin token: `Authorization: Bearer <ADMIN_TOKEN>`".into(),
+            )),
+            Err(other) => Err(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(header::AUTHORIZATION, value.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn bearer_accepts_one_well_formed_header_only() {
+        assert_eq!(bearer(&headers(&[])).unwrap(), None);
+        assert_eq!(bearer(&headers(&["Bearer abc"])).unwrap(), Some("abc"));
+        assert_eq!(bearer(&headers(&["bearer  abc "])).unwrap(), Some("abc"));
+        for bad in [
+            &["Basic abc"][..],
+            &["Bearer "],
+            &["abc"],
+            &["Bearer a", "Bearer b"],
+        ] {
+            assert!(bearer(&headers(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn owners_see_their_own_and_the_admin_sees_all() {
+        assert!(Caller::Client(7).may_access(7));
+        assert!(!Caller::Client(7).may_access(8));
+        assert!(!Caller::Client(7).may_access(ANONYMOUS));
+        assert!(!Caller::Anonymous.may_access(7));
+        assert!(Caller::Anonymous.may_access(ANONYMOUS));
+        assert!(Caller::Admin.may_access(7));
     }
 }

@@ -22,10 +22,17 @@ pub struct Config {
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8000")]
     pub listen_addr: SocketAddr,
 
-    /// Bearer token required by the admin endpoints (`POST /events`). Empty
-    /// disables them.
+    /// Bearer token required by the admin endpoints (`POST /events`,
+    /// `/admin/clients`). Empty (the default) disables them; they then
+    /// answer 403 saying how to set it.
     #[arg(long, env = "ADMIN_TOKEN", default_value = "", hide_env_values = true)]
     pub admin_token: String,
+
+    /// Refuse requests without an API key (`Authorization: Bearer
+    /// <api_key>`). Off by default, so anonymous clients (the seed
+    /// scenario's curl and ab) work.
+    #[arg(long, env = "REQUIRE_API_KEY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub require_api_key: bool,
 
     /// Most requests that may wait for an outcome at once; beyond it new
     /// reservations are shed with 503.
@@ -59,18 +66,23 @@ pub struct Config {
     pub max_connections: usize,
 
     /// Reserve requests per second allowed to one client, sustained; 0 turns
-    /// the limit off. Beyond it: 429 with `Retry-After`.
-    #[arg(long, env = "RESERVE_RATE_LIMIT_PER_SEC", default_value_t = 20)]
+    /// the limit off. A client is an API key; anonymous requests are
+    /// limited per address only behind a trusted proxy (`CLIENT_IP_HEADER`),
+    /// since without one every host client may share one address. Beyond
+    /// it: 429 with `Retry-After`.
+    #[arg(long, env = "RESERVE_RATE_LIMIT_PER_SEC", default_value_t = 100)]
     pub reserve_rate_limit_per_sec: u32,
 
     /// Reserve requests one client may send at once before the sustained rate
     /// applies.
-    #[arg(long, env = "RESERVE_RATE_LIMIT_BURST", default_value_t = 40)]
+    #[arg(long, env = "RESERVE_RATE_LIMIT_BURST", default_value_t = 200)]
     pub reserve_rate_limit_burst: u32,
 
     /// Header holding the client's address, set by a trusted reverse proxy
-    /// (e.g. `X-Real-IP`); when empty the peer address identifies the client.
-    /// Never set it without such a proxy: clients could pick their own key.
+    /// (e.g. `X-Real-IP`); when set, anonymous requests are rate limited by
+    /// that address (IPv6 by /64). When empty, anonymous requests are not
+    /// rate limited. Never set it without such a proxy: clients could pick
+    /// their own key.
     #[arg(long, env = "CLIENT_IP_HEADER", default_value = "")]
     pub client_ip_header: String,
 }

@@ -9,6 +9,7 @@ mod extract;
 mod pending;
 mod problem;
 mod ratelimit;
+mod requests;
 mod routes;
 mod server;
 mod state;
@@ -28,7 +29,8 @@ use shared::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    broker::Broker, config::Config, ratelimit::ClientLimiter, state::AppState, waiters::Waiters,
+    auth::Keys, broker::Broker, config::Config, ratelimit::ClientLimiter, state::AppState,
+    waiters::Waiters,
 };
 
 #[tokio::main]
@@ -81,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
         broker,
         known_events: Arc::default(),
         etcd,
-        admin_token: Arc::from(config.admin_token.as_str()),
+        keys: Arc::new(Keys::new(&config.admin_token, config.require_api_key)),
         max_body_bytes: config.max_body_bytes,
         body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
         reserve_limiter,

@@ -3,16 +3,22 @@
 //! per-client budget they would fill the command queue and the waiters, and
 //! the other buyers would get 503s. A client over its budget gets 429 with a
 //! `Retry-After` before anything is read or queued.
+//!
+//! A client is an API key. Anonymous requests are limited by address only
+//! when a trusted proxy names it (`CLIENT_IP_HEADER`): without one, every
+//! host client behind Docker's port proxy, or behind one load balancer,
+//! arrives from the same address, and a per-address limit would refuse them
+//! all as one.
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv6Addr},
     num::NonZeroU32,
     sync::Arc,
     time::Duration,
 };
 
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{FromRequestParts, Request, State},
     http::{HeaderMap, HeaderName},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -20,7 +26,16 @@ use axum::{
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use tokio_util::sync::CancellationToken;
 
-use crate::problem::ApiError;
+use crate::{auth::Caller, problem::ApiError, state::AppState};
+
+/// Whose budget a request spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Key {
+    Client(i64),
+    /// An anonymous client's address as the trusted proxy gave it; IPv6 by
+    /// /64, the block one subscriber gets.
+    Address(IpAddr),
+}
 
 /// How often the state of clients that have gone quiet is dropped, so the
 /// limiter's memory follows the number of recent clients, not of all
@@ -29,7 +44,7 @@ const FORGET_EVERY: Duration = Duration::from_secs(60);
 
 /// A token bucket per client: `per_second` sustained, `burst` at once.
 pub struct ClientLimiter {
-    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    limiter: DefaultKeyedRateLimiter<Key>,
     client_header: Option<HeaderName>,
 }
 
@@ -46,21 +61,27 @@ impl ClientLimiter {
         })
     }
 
-    /// Who is asking: the proxy's header when configured and parseable (the
-    /// last address of a list, the one the trusted proxy added), else the
-    /// peer address.
-    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        self.client_header
-            .as_ref()
-            .and_then(|name| headers.get(name))
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.rsplit(',').next())
-            .and_then(|last| last.trim().parse().ok())
-            .unwrap_or(peer)
+    /// Whose budget `caller` spends, if any: an API key's, or an anonymous
+    /// client's address as named by the trusted proxy (the last address of
+    /// the last header line, the one that proxy added; a client can only
+    /// prepend). The admin is not limited.
+    pub fn key(&self, caller: Caller, headers: &HeaderMap) -> Option<Key> {
+        match caller {
+            Caller::Client(id) => Some(Key::Client(id)),
+            Caller::Admin => None,
+            Caller::Anonymous => self
+                .client_header
+                .as_ref()
+                .and_then(|name| headers.get_all(name).iter().next_back())
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.rsplit(',').next())
+                .and_then(|last| last.trim().parse().ok())
+                .map(|address| Key::Address(block(address))),
+        }
     }
 
     /// `Err(wait)` when `client` is over its budget.
-    pub fn check(&self, client: IpAddr) -> Result<(), Duration> {
+    pub fn check(&self, client: Key) -> Result<(), Duration> {
         self.limiter
             .check_key(&client)
             .map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
@@ -81,16 +102,29 @@ impl ClientLimiter {
     }
 }
 
-/// Middleware: answers 429 to a client over its budget.
-pub async fn limit(
-    State(limiter): State<Arc<ClientLimiter>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let client = limiter.client(peer.ip(), request.headers());
-    match limiter.check(client) {
-        Ok(()) => next.run(request).await,
+fn block(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+    }
+}
+
+/// Middleware: identifies the caller (401 for a bad key) and answers 429
+/// to one over its budget. The caller stays in the request for the handler.
+pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(limiter) = state.reserve_limiter.clone() else {
+        return next.run(request).await;
+    };
+    let (mut parts, body) = request.into_parts();
+    let caller = match Caller::from_request_parts(&mut parts, &state).await {
+        Ok(caller) => caller,
+        Err(error) => return error.into_response(),
+    };
+    let verdict = limiter
+        .key(caller, &parts.headers)
+        .map_or(Ok(()), |key| limiter.check(key));
+    match verdict {
+        Ok(()) => next.run(Request::from_parts(parts, body)).await,
         Err(wait) => ApiError::TooManyRequests {
             retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
         }
@@ -102,17 +136,17 @@ pub async fn limit(
 mod tests {
     use super::*;
 
-    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+    const CLIENT: Key = Key::Client(1);
 
     #[test]
     fn a_client_gets_its_burst_then_waits_and_others_are_unaffected() {
         let limiter = ClientLimiter::new(1, 3, None).expect("limit on");
         for _ in 0..3 {
-            assert_eq!(limiter.check(PEER), Ok(()));
+            assert_eq!(limiter.check(CLIENT), Ok(()));
         }
-        let wait = limiter.check(PEER).expect_err("over budget");
+        let wait = limiter.check(CLIENT).expect_err("over budget");
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
-        assert_eq!(limiter.check("10.0.0.2".parse().unwrap()), Ok(()));
+        assert_eq!(limiter.check(Key::Client(2)), Ok(()));
     }
 
     #[test]
@@ -121,18 +155,43 @@ mod tests {
     }
 
     #[test]
-    fn the_proxy_header_names_the_client_only_when_configured_and_valid() {
+    fn keys_are_api_keys_and_proxy_named_addresses_only() {
         let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", "1.2.3.4, 5.6.7.8".parse().unwrap());
+        headers.append("x-forwarded-for", "1.2.3.4, 5.6.7.8".parse().unwrap());
         let behind_proxy =
             ClientLimiter::new(1, 1, Some(HeaderName::from_static("x-forwarded-for"))).unwrap();
-        assert_eq!(
-            behind_proxy.client(PEER, &headers),
-            "5.6.7.8".parse::<IpAddr>().unwrap()
-        );
         let direct = ClientLimiter::new(1, 1, None).unwrap();
-        assert_eq!(direct.client(PEER, &headers), PEER);
-        headers.insert("x-forwarded-for", "not an address".parse().unwrap());
-        assert_eq!(behind_proxy.client(PEER, &headers), PEER);
+        assert_eq!(
+            behind_proxy.key(Caller::Anonymous, &headers),
+            Some(Key::Address("5.6.7.8".parse().unwrap()))
+        );
+        assert_eq!(direct.key(Caller::Anonymous, &headers), None);
+        assert_eq!(
+            direct.key(Caller::Client(7), &headers),
+            Some(Key::Client(7))
+        );
+        assert_eq!(behind_proxy.key(Caller::Admin, &headers), None);
+
+        // A client cannot pick its key by sending the header first: the
+        // proxy's line comes last.
+        headers.append("x-forwarded-for", "9.9.9.9".parse().unwrap());
+        assert_eq!(
+            behind_proxy.key(Caller::Anonymous, &headers),
+            Some(Key::Address("9.9.9.9".parse().unwrap()))
+        );
+        headers.append("x-forwarded-for", "not an address".parse().unwrap());
+        assert_eq!(behind_proxy.key(Caller::Anonymous, &headers), None);
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_64_block() {
+        let limiter = ClientLimiter::new(1, 1, Some(HeaderName::from_static("x-real-ip"))).unwrap();
+        let key = |address: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-real-ip", address.parse().unwrap());
+            limiter.key(Caller::Anonymous, &headers)
+        };
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 }

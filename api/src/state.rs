@@ -5,7 +5,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 use shared::{cache::AvailabilityCache, settings::LiveSettings};
 
-use crate::{broker::Broker, catalog::KnownEvents, ratelimit::ClientLimiter};
+use crate::{auth::Keys, broker::Broker, catalog::KnownEvents, ratelimit::ClientLimiter};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,7 +15,8 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     pub known_events: Arc<KnownEvents>,
     pub etcd: etcd_client::Client,
-    pub admin_token: Arc<str>,
+    /// The admin token and the clients' API keys.
+    pub keys: Arc<Keys>,
     pub max_body_bytes: usize,
     pub body_read_timeout: std::time::Duration,
     /// `None` when the per-client limit on reserve is off.

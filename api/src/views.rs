@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::{
-    entities::{event, reservation, user},
+    entities::{event, reservation, reservation_request, user},
     messages::{Outcome, ReservationStatus},
 };
 use utoipa::ToSchema;
@@ -56,6 +56,10 @@ pub struct Accepted {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Reservation {
     pub reservation_id: Uuid,
+    /// The owner (0: anonymous); checked, not shown.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub client_id: i64,
     pub event_id: i64,
     pub quantity: i32,
     pub status: ReservationStatus,
@@ -69,6 +73,7 @@ impl From<reservation::Model> for Reservation {
     fn from(r: reservation::Model) -> Self {
         Self {
             reservation_id: r.id,
+            client_id: r.client_id,
             event_id: r.event_id,
             quantity: r.quantity,
             status: r.status,
@@ -76,6 +81,23 @@ impl From<reservation::Model> for Reservation {
             created_at: r.created_at,
             updated_at: r.updated_at,
             decided_at: r.decided_at,
+        }
+    }
+}
+
+/// A request accepted and not decided yet.
+impl From<reservation_request::Model> for Reservation {
+    fn from(r: reservation_request::Model) -> Self {
+        Self {
+            reservation_id: r.id,
+            client_id: r.client_id,
+            event_id: r.event_id,
+            quantity: r.quantity,
+            status: ReservationStatus::Pending,
+            user_id: r.user_id,
+            created_at: r.created_at,
+            updated_at: r.created_at,
+            decided_at: None,
         }
     }
 }

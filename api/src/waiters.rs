@@ -125,6 +125,7 @@ mod tests {
             status: ReservationStatus::Confirmed,
             remaining_tickets: 9,
             message: "Ticket reserved".into(),
+            refused: None,
         }
     }
 

@@ -36,6 +36,7 @@ pub async fn run(
                 event_id,
                 quantity: 1,
                 user_id: None,
+                client_id: 0,
             };
             let sent = Instant::now();
             let result = decide(db, event_id, TOKEN, &[command]).await;

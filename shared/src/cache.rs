@@ -2,11 +2,22 @@
 //! `GET /events/{id}/tickets`. MySQL stays the source of truth: every cache
 //! failure is logged and answered from MySQL instead.
 //!
+//! Redis never holds anything up for long: every call is bounded by a short
+//! timeout, and after a failure a breaker leaves Redis alone for a few
+//! seconds, so a black-holed Redis costs one timeout every few seconds, not
+//! one per request.
+//!
 //! Entries carry the event row's `version` and are only ever replaced by a
 //! newer version, so a reader that fills the cache from an old MySQL read can
 //! never overwrite what a worker wrote after its commit.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use redis::{
     AsyncCommands, Script,
@@ -16,6 +27,13 @@ use redis::{
 /// Bounds how long a cache entry can be stale if Redis missed an update
 /// (e.g. it was unreachable when a worker committed).
 const ENTRY_TTL: Duration = Duration::from_secs(60);
+
+/// Longest wait for Redis, whatever the backend timeout: an answer from a
+/// cache that takes longer is worth less than asking MySQL.
+const MAX_WAIT: Duration = Duration::from_millis(250);
+
+/// How long the cache is skipped after a failure.
+const BREAK_FOR: Duration = Duration::from_secs(5);
 
 const SET_IF_NEWER: &str = r"
 local current = tonumber(redis.call('HGET', KEYS[1], 'v') or '-1')
@@ -27,9 +45,31 @@ end
 return 0
 ";
 
+/// Open (skip Redis) until a moment `BREAK_FOR` after the last failure.
+struct Breaker {
+    since: Instant,
+    open_until_ms: AtomicU64,
+}
+
+impl Breaker {
+    fn now_ms(&self) -> u64 {
+        self.since.elapsed().as_millis() as u64
+    }
+
+    fn is_open(&self) -> bool {
+        self.now_ms() < self.open_until_ms.load(Ordering::Relaxed)
+    }
+
+    fn trip(&self) {
+        let until = self.now_ms() + BREAK_FOR.as_millis() as u64;
+        self.open_until_ms.store(until, Ordering::Relaxed);
+    }
+}
+
 #[derive(Clone)]
 pub struct AvailabilityCache {
     connection: Option<ConnectionManager>,
+    breaker: Arc<Breaker>,
     namespace: String,
     set_if_newer: Script,
 }
@@ -49,6 +89,7 @@ impl AvailabilityCache {
         let connection = if url.is_empty() {
             None
         } else {
+            let timeout = timeout.min(MAX_WAIT);
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout))
@@ -61,6 +102,10 @@ impl AvailabilityCache {
         };
         Ok(Self {
             connection,
+            breaker: Arc::new(Breaker {
+                since: Instant::now(),
+                open_until_ms: AtomicU64::new(0),
+            }),
             namespace: namespace.to_owned(),
             set_if_newer: Script::new(SET_IF_NEWER),
         })
@@ -70,39 +115,55 @@ impl AvailabilityCache {
         format!("{}:event:{event_id}:availability", self.namespace)
     }
 
+    /// The connection, unless the cache is disabled or its breaker open.
+    fn connection(&self) -> Option<ConnectionManager> {
+        if self.breaker.is_open() {
+            return None;
+        }
+        self.connection.clone()
+    }
+
     /// The cached number of tickets left, if Redis has it and answers.
     pub async fn available(&self, event_id: i64) -> Option<i32> {
-        let mut connection = self.connection.clone()?;
-        match connection
-            .hget::<_, _, Option<i32>>(self.key(event_id), "a")
-            .await
-        {
-            Ok(value) => value,
-            Err(error) => {
+        let mut connection = self.connection()?;
+        let read = connection.hget::<_, _, Option<i32>>(self.key(event_id), "a");
+        match tokio::time::timeout(MAX_WAIT, read).await {
+            Ok(Ok(value)) => value,
+            Ok(Err(error)) => {
                 tracing::debug!(%error, "availability cache read failed");
+                self.breaker.trip();
+                None
+            }
+            Err(_) => {
+                tracing::debug!("availability cache read timed out");
+                self.breaker.trip();
                 None
             }
         }
     }
 
     /// Records `available` for the event unless a newer version is cached.
+    /// Waits at most [`MAX_WAIT`]; a failure opens the breaker.
     pub async fn store(&self, event_id: i64, version: i64, available: i32) {
-        let Some(mut connection) = self.connection.clone() else {
+        let Some(mut connection) = self.connection() else {
             return;
         };
-        let result: redis::RedisResult<i32> = self
-            .set_if_newer
-            .key(self.key(event_id))
+        let mut invocation = self.set_if_newer.key(self.key(event_id));
+        invocation
             .arg(version)
             .arg(available)
-            .arg(ENTRY_TTL.as_millis() as u64)
-            .invoke_async(&mut connection)
-            .await;
-        if let Err(error) = result {
-            tracing::debug!(%error, event_id, "availability cache write failed");
-            // A stale entry must not outlive a missed update: drop it if we can.
-            let _: redis::RedisResult<()> = connection.del(self.key(event_id)).await;
-        }
+            .arg(ENTRY_TTL.as_millis() as u64);
+        let write = invocation.invoke_async::<i32>(&mut connection);
+        let failed = match tokio::time::timeout(MAX_WAIT, write).await {
+            Ok(Ok(_)) => return,
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        tracing::debug!(error = failed, event_id, "availability cache write failed");
+        self.breaker.trip();
+        // A stale entry must not outlive a missed update: drop it if we can.
+        let delete = connection.del::<_, ()>(self.key(event_id));
+        let _ = tokio::time::timeout(MAX_WAIT, delete).await;
     }
 
     pub async fn health(&self) -> CacheHealth {

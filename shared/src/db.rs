@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, sqlx};
 
 use crate::config::ConnectionArgs;
 
@@ -29,5 +29,20 @@ pub async fn connect_url(
         .acquire_timeout(timeout)
         .idle_timeout(Duration::from_secs(300))
         .sqlx_logging(false);
+    // A row lock wait ends after (about) the timeout, not InnoDB's 50 s,
+    // so no request or decision waits on a row for longer than it may wait
+    // for any backend. Whole seconds: the variable's unit.
+    let lock_wait_secs = timeout.as_secs().max(1);
+    options.map_sqlx_mysql_pool_opts(move |pool| {
+        pool.after_connect(move |connection, _| {
+            Box::pin(async move {
+                let statement = format!("SET SESSION innodb_lock_wait_timeout = {lock_wait_secs}");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                    .execute(connection)
+                    .await
+                    .map(drop)
+            })
+        })
+    });
     Database::connect(options).await
 }

@@ -61,10 +61,17 @@ pub enum Command {
         event_id: i64,
         quantity: i32,
         user_id: Option<i64>,
+        /// The client making it; 0 (anonymous) in commands from before
+        /// clients existed.
+        #[serde(default)]
+        client_id: i64,
     },
     Cancel {
         reservation_id: Uuid,
         event_id: i64,
+        /// The reservation's owner, checked again by the worker.
+        #[serde(default)]
+        client_id: i64,
     },
 }
 
@@ -134,6 +141,10 @@ pub struct Outcome {
     pub remaining_tickets: i32,
     /// A short human-readable explanation of the decision.
     pub message: String,
+    /// Set when the database refused the command for good: nothing was
+    /// stored and the command was dead-lettered; says why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// What a worker sends to an api replica's reply queue: the outcomes of
@@ -168,6 +179,7 @@ mod tests {
             event_id: 7,
             quantity: 2,
             user_id: Some(3),
+            client_id: 4,
         };
         let bytes = encode(&command);
         let text = std::str::from_utf8(&bytes).unwrap();
@@ -186,6 +198,7 @@ mod tests {
             status: ReservationStatus::Confirmed,
             remaining_tickets: 5,
             message: ReservationStatus::Confirmed.message().to_owned(),
+            refused: None,
         };
         let batch = Reply::Batch {
             outcomes: vec![outcome.clone(), outcome.clone()],

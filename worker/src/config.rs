@@ -34,6 +34,13 @@ pub struct Config {
     #[arg(long, env = "LOCK_MAX_HOLD_MS", default_value_t = 100)]
     pub lock_max_hold_ms: u64,
 
+    /// Longest one decision transaction may take before it is rolled back
+    /// and the event's lock released (a MySQL that stops answering would
+    /// otherwise hold the lock until TCP gives up). Must be well under
+    /// the lease TTL.
+    #[arg(long, env = "DECIDE_TIMEOUT_MS", default_value_t = 2_000)]
+    pub decide_timeout_ms: u64,
+
     /// Release kept locks when no command arrives for this long.
     #[arg(long, env = "LOCK_IDLE_RELEASE_MS", default_value_t = 20)]
     pub lock_idle_release_ms: u64,
@@ -46,6 +53,23 @@ impl Config {
 
     pub fn lock_idle_release(&self) -> Duration {
         Duration::from_millis(self.lock_idle_release_ms)
+    }
+
+    pub fn decide_timeout(&self) -> Duration {
+        Duration::from_millis(self.decide_timeout_ms)
+    }
+
+    /// Refuses a decision deadline that would outlive the lock it runs
+    /// under.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let lease = Duration::from_secs(self.lease_ttl_secs.max(0) as u64);
+        anyhow::ensure!(
+            self.decide_timeout() < lease,
+            "DECIDE_TIMEOUT_MS ({} ms) must be shorter than LOCK_LEASE_TTL_SECS ({} s)",
+            self.decide_timeout_ms,
+            self.lease_ttl_secs
+        );
+        Ok(())
     }
 
     pub fn lock_wait_timeout(&self) -> Duration {

@@ -18,7 +18,7 @@ use lapin::{
         BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
         BasicRejectOptions,
     },
-    types::{FieldTable, ShortString},
+    types::{AMQPValue, FieldTable, ShortString},
 };
 use sea_orm::DatabaseConnection;
 use shared::{
@@ -34,8 +34,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::Config,
     decide::{self, DecideError, Decided},
+    fence::{self, Epoch},
     lease::Lease,
     lock::{self, HeldLock, LockError},
+    permanent,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,8 @@ enum AttemptError {
     Lock(#[from] LockError),
     #[error(transparent)]
     Decide(#[from] DecideError),
+    #[error("the decision did not commit within {0:?}; rolled back")]
+    Deadline(Duration),
 }
 
 pub struct Worker {
@@ -63,6 +67,7 @@ pub struct Worker {
     cache: AvailabilityCache,
     settings: LiveSettings,
     lease: Lease,
+    epoch: Epoch,
     /// Event locks kept between batches: while one event stays busy, its
     /// next batch needs no etcd round trip. Bounded in time (see `attempt`)
     /// so that other workers waiting for the lock get their turn.
@@ -82,6 +87,7 @@ impl Worker {
         cache: AvailabilityCache,
         settings: LiveSettings,
         lease: Lease,
+        epoch: Epoch,
     ) -> Self {
         Self {
             config,
@@ -90,6 +96,7 @@ impl Worker {
             cache,
             settings,
             lease,
+            epoch,
             holds: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -275,8 +282,13 @@ impl Worker {
             .await?;
         let decided_in = started.elapsed();
         if let Some((available, version)) = decided.availability {
+            // Before the outcomes, so that a client reading availability
+            // right after its answer sees its own reservation. Bounded, and
+            // skipped while Redis is failing (the cache's breaker).
             self.cache.store(event_id, version, available).await;
         }
+        self.dead_letter_refused(&items, &decided.outcomes, replies)
+            .await;
         crate::failpoint::hit("after-commit");
         for (reply_to, outcomes) in by_reply_queue(&items, &decided.outcomes) {
             let properties =
@@ -324,8 +336,57 @@ impl Worker {
         Ok(())
     }
 
+    /// Puts a copy of each command the database refused for good on the
+    /// dead-letter queue, with the reason in its `x-refused-reason` header;
+    /// the original is then acked with the rest of the batch. Best effort:
+    /// a copy that cannot be published is logged whole.
+    async fn dead_letter_refused(
+        &self,
+        items: &[(Delivery, Command)],
+        outcomes: &[Outcome],
+        channel: &Channel,
+    ) {
+        let topology = Topology::new(
+            &self.config.connections.namespace,
+            self.config.connections.command_queue_max_length,
+        );
+        for ((delivery, command), outcome) in items.iter().zip(outcomes) {
+            let Some(reason) = &outcome.refused else {
+                continue;
+            };
+            tracing::error!(
+                ?command,
+                reason,
+                "dead-lettering a command the database refused"
+            );
+            let mut headers = FieldTable::default();
+            headers.insert(
+                "x-refused-reason".into(),
+                AMQPValue::LongString(reason.as_str().into()),
+            );
+            let properties = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_headers(headers);
+            if let Err(error) = channel
+                .basic_publish(
+                    topology.dead_letter_exchange.as_str().into(),
+                    topology.dead_letters.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &delivery.data,
+                    properties,
+                )
+                .await
+            {
+                tracing::error!(%error, ?command, "could not dead-letter a refused command");
+            }
+        }
+    }
+
     /// Retries until the group is committed: the commands stay unacked
     /// meanwhile, so an outage of etcd or MySQL delays them but loses none.
+    /// A group the database refuses for good (a constraint, not an outage)
+    /// is decided again one command at a time, so that only the commands
+    /// at fault are refused.
     async fn decide_until_done(
         &self,
         event_id: i64,
@@ -337,6 +398,29 @@ impl Worker {
         loop {
             match self.attempt(event_id, commands, keep).await {
                 Ok(decided) => return Ok(decided),
+                Err(AttemptError::Decide(DecideError::Db(error)))
+                    if permanent::reason(&error).is_some() =>
+                {
+                    let reason = permanent::reason(&error).unwrap_or_default();
+                    return match commands {
+                        [command] => Ok(Decided {
+                            outcomes: vec![permanent::refused(command, &reason)],
+                            availability: None,
+                        }),
+                        _ => self.decide_one_by_one(event_id, commands, shutdown).await,
+                    };
+                }
+                Err(AttemptError::Decide(DecideError::StaleFence { stored, .. })) => {
+                    let mut etcd = self.etcd.clone();
+                    if let Err(error) = self.epoch.reconcile(&self.db, &mut etcd, stored).await {
+                        tracing::warn!(%error, "could not check the fencing epoch");
+                    }
+                    tracing::warn!(
+                        event_id,
+                        stored,
+                        "write refused by a newer fencing token; retrying"
+                    );
+                }
                 Err(error) => tracing::warn!(event_id, %error, "could not decide; retrying"),
             }
             let delay = delays.next().unwrap_or(Duration::from_secs(5));
@@ -345,6 +429,30 @@ impl Worker {
                 _ = tokio::time::sleep(delay) => {}
             }
         }
+    }
+
+    async fn decide_one_by_one(
+        &self,
+        event_id: i64,
+        commands: &[Command],
+        shutdown: &CancellationToken,
+    ) -> Result<Decided, SessionError> {
+        let mut all = Decided {
+            outcomes: Vec::with_capacity(commands.len()),
+            availability: None,
+        };
+        for command in commands {
+            let one = Box::pin(self.decide_until_done(
+                event_id,
+                std::slice::from_ref(command),
+                false,
+                shutdown,
+            ))
+            .await?;
+            all.outcomes.extend(one.outcomes);
+            all.availability = one.availability.or(all.availability);
+        }
+        Ok(all)
     }
 
     /// One try: the event's lock (kept from the previous batch when still
@@ -383,7 +491,19 @@ impl Worker {
             "after-token",
             format_args!("event {event_id}, token {}", hold.lock.token),
         );
-        let result = decide::decide(&self.db, event_id, hold.lock.token, commands).await;
+        let token = fence::token(self.epoch.current(), hold.lock.token);
+        let deadline = self.config.decide_timeout();
+        // Dropping the transaction on the deadline rolls it back (the
+        // connection is discarded), so the lock can go to another worker.
+        let result = match tokio::time::timeout(
+            deadline,
+            decide::decide(&self.db, event_id, token, commands),
+        )
+        .await
+        {
+            Ok(result) => result.map_err(AttemptError::from),
+            Err(_) => Err(AttemptError::Deadline(deadline)),
+        };
         // Keep the lock for the event's next batch, unless the write failed
         // (a stale token means it is no longer ours) or it has been held for
         // long enough that a waiting worker deserves its turn.
@@ -395,7 +515,7 @@ impl Worker {
         } else {
             self.release(&mut etcd, hold.lock).await;
         }
-        Ok(result?)
+        result
     }
 
     /// A kept lock past its maximum hold goes to the next worker in line; if

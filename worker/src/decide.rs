@@ -12,9 +12,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    IsolationLevel, QueryFilter, QuerySelect, TransactionTrait,
-    sea_query::{Expr, ExprTrait, MysqlQueryBuilder, OnConflict, Query},
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, IsolationLevel, QueryFilter, QuerySelect, TransactionTrait,
+    sea_query::{Expr, ExprTrait, MysqlQueryBuilder, Query},
 };
 use shared::{
     entities::{event, reservation},
@@ -88,9 +88,12 @@ pub async fn decide(
 
     let now = Utc::now();
     let mut available = event.available;
-    // Sorted, so concurrent writers (after a lease expiry) lock rows in the
-    // same order and cannot deadlock on them.
-    let mut changed: BTreeSet<Uuid> = BTreeSet::new();
+    // New rows, inserted in one statement; existing rows that change, each
+    // updated only if still in the state it was read in. Sorted, so
+    // concurrent writers (after a lease expiry) lock rows in the same order
+    // and cannot deadlock on them.
+    let mut inserted: Vec<Uuid> = Vec::new();
+    let mut updated: BTreeSet<Uuid> = BTreeSet::new();
     let mut outcomes = Vec::with_capacity(commands.len());
     for command in commands {
         let outcome = match *command {
@@ -99,12 +102,15 @@ pub async fn decide(
                 event_id,
                 quantity,
                 user_id,
+                client_id,
             } => {
+                let fresh = !rows.contains_key(&reservation_id);
                 let row = rows
                     .entry(reservation_id)
                     .or_insert_with(|| reservation::Model {
                         id: reservation_id,
                         event_id,
+                        client_id,
                         user_id,
                         quantity,
                         status: ReservationStatus::Pending,
@@ -113,11 +119,14 @@ pub async fn decide(
                         updated_at: now,
                         decided_at: None,
                     });
-                // A row naming another event belongs to a different request
-                // that reused the id; leave it alone and report what it is.
-                let message = if row.status.is_decided() || row.event_id != event_id {
-                    row.status.message()
-                } else {
+                // A decided row is returned as it is (a redelivery); a row
+                // of another request that reused the id is never touched,
+                // and its outcome, naming what it holds, tells the api so.
+                let same_request = row.event_id == event_id
+                    && row.quantity == quantity
+                    && row.user_id == user_id
+                    && row.client_id == client_id;
+                if !row.status.is_decided() && same_request {
                     let fits = row.quantity > 0 && row.quantity <= available;
                     if fits {
                         available -= row.quantity;
@@ -130,20 +139,28 @@ pub async fn decide(
                     row.fence_token = Some(fence);
                     row.decided_at = Some(now);
                     row.updated_at = now;
-                    changed.insert(reservation_id);
-                    row.status.message()
-                };
-                outcome(row, available, message)
+                    if fresh {
+                        inserted.push(reservation_id);
+                    } else {
+                        updated.insert(reservation_id);
+                    }
+                }
+                outcome(row, available, row.status.message())
             }
-            Command::Cancel { reservation_id, .. } => match rows.get_mut(&reservation_id) {
-                Some(row)
-                    if row.event_id == event_id && row.status == ReservationStatus::Confirmed =>
-                {
+            Command::Cancel {
+                reservation_id,
+                client_id,
+                ..
+            } => match rows.get_mut(&reservation_id) {
+                Some(row) if row.client_id != client_id || row.event_id != event_id => {
+                    refusal(command, "Unknown reservation")
+                }
+                Some(row) if row.status == ReservationStatus::Confirmed => {
                     available += row.quantity;
                     row.status = ReservationStatus::Cancelled;
                     row.fence_token = Some(fence);
                     row.updated_at = now;
-                    changed.insert(reservation_id);
+                    updated.insert(reservation_id);
                     outcome(row, available, row.status.message())
                 }
                 Some(row) => outcome(row, available, row.status.message()),
@@ -153,15 +170,20 @@ pub async fn decide(
         outcomes.push(outcome);
     }
 
-    if changed.is_empty() {
+    if inserted.is_empty() && updated.is_empty() {
         txn.commit().await?;
         return Ok(Decided {
             outcomes,
             availability: Some((event.available, event.version)),
         });
     }
-    txn.execute_unprepared(&upsert(changed.iter().filter_map(|id| rows.get(id)))?)
-        .await?;
+    if !inserted.is_empty() {
+        txn.execute_unprepared(&insert(inserted.iter().filter_map(|id| rows.get(id)))?)
+            .await?;
+    }
+    for row in updated.iter().filter_map(|id| rows.get(id)) {
+        update(&txn, row).await?;
+    }
     let updated = event::Entity::update_many()
         .col_expr(event::Column::Available, Expr::value(available))
         .col_expr(event::Column::FenceToken, Expr::value(fence))
@@ -206,19 +228,20 @@ fn padded(ids: &[Uuid]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// One multi-row `INSERT … ON DUPLICATE KEY UPDATE` for the decided rows:
-/// new rows are inserted whole, rows the api created as `pending` get their
-/// decision.
+/// One multi-row plain `INSERT` of the rows this group created: it never
+/// overwrites anything (a row that appeared meanwhile fails the statement
+/// and the group is retried, and then sees it).
 ///
 /// Its shape follows the batch size too (see [`padded`]), and padding rows
 /// is not possible, so it is sent as plain text with its values inlined (all
 /// typed values, escaped by sea-query) rather than as a prepared statement.
-fn upsert<'a>(rows: impl Iterator<Item = &'a reservation::Model>) -> Result<String, DbErr> {
+fn insert<'a>(rows: impl Iterator<Item = &'a reservation::Model>) -> Result<String, DbErr> {
     use reservation::Column as C;
     let mut insert = Query::insert();
     insert.into_table(reservation::Entity).columns([
         C::Id,
         C::EventId,
+        C::ClientId,
         C::UserId,
         C::Quantity,
         C::Status,
@@ -232,6 +255,7 @@ fn upsert<'a>(rows: impl Iterator<Item = &'a reservation::Model>) -> Result<Stri
             .values([
                 row.id.as_bytes().to_vec().into(),
                 row.event_id.into(),
+                row.client_id.into(),
                 row.user_id.into(),
                 row.quantity.into(),
                 row.status.to_value().into(),
@@ -242,12 +266,39 @@ fn upsert<'a>(rows: impl Iterator<Item = &'a reservation::Model>) -> Result<Stri
             ])
             .map_err(|e| DbErr::Custom(e.to_string()))?;
     }
-    insert.on_conflict(
-        OnConflict::column(C::Id)
-            .update_columns([C::Status, C::FenceToken, C::UpdatedAt, C::DecidedAt])
-            .to_owned(),
-    );
     Ok(insert.to_string(MysqlQueryBuilder))
+}
+
+/// Moves an existing row to its new state, guarded by the state it was read
+/// in (a pending row of the same request, or a confirmed row being
+/// cancelled) and by its owner: a statement that finds anything else
+/// changes nothing and fails the group, which is then retried.
+async fn update(txn: &DatabaseTransaction, row: &reservation::Model) -> Result<(), DbErr> {
+    use reservation::Column as C;
+    let from = match row.status {
+        ReservationStatus::Cancelled => ReservationStatus::Confirmed,
+        _ => ReservationStatus::Pending,
+    };
+    let result = reservation::Entity::update_many()
+        .col_expr(C::Status, Expr::value(row.status.to_value()))
+        .col_expr(C::FenceToken, Expr::value(row.fence_token))
+        .col_expr(C::UpdatedAt, Expr::value(row.updated_at))
+        .col_expr(C::DecidedAt, Expr::value(row.decided_at))
+        .filter(C::Id.eq(row.id))
+        .filter(C::Status.eq(from))
+        .filter(C::EventId.eq(row.event_id))
+        .filter(C::ClientId.eq(row.client_id))
+        .filter(C::Quantity.eq(row.quantity))
+        .exec(txn)
+        .await?;
+    if result.rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(DbErr::Custom(format!(
+            "reservation {} changed while it was being decided",
+            row.id
+        )))
+    }
 }
 
 fn outcome(row: &reservation::Model, remaining: i32, message: &str) -> Outcome {
@@ -259,24 +310,15 @@ fn outcome(row: &reservation::Model, remaining: i32, message: &str) -> Outcome {
         status: row.status,
         remaining_tickets: remaining,
         message: message.to_owned(),
+        refused: None,
     }
 }
 
 /// An outcome for a command that names nothing that exists.
 fn refusal(command: &Command, message: &str) -> Outcome {
-    let (quantity, user_id) = match *command {
-        Command::Reserve {
-            quantity, user_id, ..
-        } => (quantity, user_id),
-        Command::Cancel { .. } => (0, None),
-    };
     Outcome {
-        reservation_id: command.reservation_id(),
-        event_id: command.event_id(),
-        quantity,
-        user_id,
-        status: ReservationStatus::Rejected,
-        remaining_tickets: 0,
         message: message.to_owned(),
+        refused: None,
+        ..crate::permanent::refused(command, message)
     }
 }

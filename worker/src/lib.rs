@@ -6,5 +6,7 @@ pub mod config;
 pub mod consumer;
 pub mod decide;
 pub mod failpoint;
+pub mod fence;
 pub mod lease;
 pub mod lock;
+pub mod permanent;

@@ -8,12 +8,13 @@ use shared::{
     shutdown::{retry_until_ok, terminate_signal},
 };
 use tokio_util::sync::CancellationToken;
-use worker::{config::Config, consumer::Worker, lease::Lease};
+use worker::{config::Config, consumer::Worker, fence::Epoch, lease::Lease};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init();
     let config = Config::parse();
+    config.validate()?;
     let connections = &config.connections;
     let timeout = connections.backend_timeout();
 
@@ -38,9 +39,10 @@ async fn main() -> anyhow::Result<()> {
         Settings::from_args(&config.settings),
         timeout,
     );
+    let epoch = retry_until_ok("the fencing epoch", || Epoch::load(&db)).await;
     let (lease, lease_task) = Lease::spawn(etcd.clone(), config.lease_ttl_secs, shutdown.clone());
 
-    let worker = Worker::new(config.clone(), db, etcd, cache, settings, lease);
+    let worker = Worker::new(config.clone(), db, etcd, cache, settings, lease, epoch);
     tracing::info!("worker started");
     worker.run(&shutdown).await;
     shutdown.cancel();

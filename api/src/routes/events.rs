@@ -3,7 +3,7 @@
 use axum::{
     Json,
     extract::State,
-    http::{HeaderMap, StatusCode, header},
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
@@ -13,7 +13,7 @@ use shared::entities::event;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
-    auth::require_admin,
+    auth::Admin,
     catalog,
     extract::{JsonBody, PathId, QueryParams},
     problem::{ApiError, Problem},
@@ -62,16 +62,16 @@ pub async fn tickets(
         (status = 201, body = Event),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Admin endpoints disabled (no ADMIN_TOKEN)", body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _admin: Admin,
     JsonBody(new): JsonBody<NewEvent>,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers)?;
     let name = new.name.trim();
     if name.is_empty() || name.chars().count() > MAX_TEXT {
         return Err(ApiError::Unprocessable(format!(

@@ -1,7 +1,9 @@
 //! The router and the OpenAPI document generated from the handlers.
 
+pub mod clients;
 pub mod events;
 pub mod health;
+pub mod problems;
 pub mod reservations;
 pub mod reserve;
 pub mod users;
@@ -29,32 +31,44 @@ use crate::{problem::ApiError, ratelimit, state::AppState};
         reserve::reserve,
         reservations::get, reservations::cancel,
         users::create,
+        clients::create, clients::list, clients::revoke,
         health::healthz, health::readyz,
     ),
-    modifiers(&AdminToken),
+    modifiers(&SecuritySchemes),
 )]
 pub struct ApiDoc;
 
-struct AdminToken;
+/// Two bearer schemes: the admin token, and a client's API key (optional
+/// unless `REQUIRE_API_KEY` is on; each route lists what it accepts).
+struct SecuritySchemes;
 
-impl Modify for AdminToken {
+impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = |description: &str| {
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(description))
+                    .build(),
+            )
+        };
         components.add_security_scheme(
             "admin_token",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            bearer("The api's ADMIN_TOKEN: event and client administration."),
+        );
+        components.add_security_scheme(
+            "api_key",
+            bearer("A client's API key (POST /admin/clients): its reservations are its own."),
         );
     }
 }
 
 pub fn router(state: AppState) -> Router {
-    let reserve = match &state.reserve_limiter {
-        Some(limiter) => post(reserve::reserve).route_layer(middleware::from_fn_with_state(
-            limiter.clone(),
-            ratelimit::limit,
-        )),
-        None => post(reserve::reserve),
-    };
+    let reserve = post(reserve::reserve).route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        ratelimit::limit,
+    ));
     Router::new()
         .route("/events", post(events::create).get(events::list))
         .route("/events/{id}", get(events::get))
@@ -65,6 +79,13 @@ pub fn router(state: AppState) -> Router {
             get(reservations::get).delete(reservations::cancel),
         )
         .route("/users", post(users::create))
+        .route("/admin/clients", post(clients::create).get(clients::list))
+        .route(
+            "/admin/clients/{id}",
+            axum::routing::delete(clients::revoke),
+        )
+        .route("/problems", get(problems::index))
+        .route("/problems/{slug}", get(problems::describe))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))

@@ -1,4 +1,6 @@
-//! Polling and cancelling reservations.
+//! Polling and cancelling reservations. A reservation is visible only to
+//! the client that made it (and to the admin): to anyone else it does not
+//! exist (404, never 403, so ids reveal nothing).
 
 use axum::{
     Json,
@@ -13,56 +15,74 @@ use shared::{
 use uuid::Uuid;
 
 use crate::{
+    auth::Caller,
     extract::PathId,
-    pending,
+    pending::{self, Waited},
     problem::{ApiError, Problem},
+    requests,
     routes::reserve::accepted,
     state::AppState,
     views::{Accepted, Reservation},
 };
 
-async fn find(state: &AppState, id: Uuid) -> Result<reservation::Model, ApiError> {
-    reservation::Entity::find_by_id(id)
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("reservation {id} does not exist")))
+/// The reservation as `caller` may see it: decided (`reservations`), or
+/// accepted and not decided yet (`reservation_requests`).
+async fn find(state: &AppState, caller: Caller, id: Uuid) -> Result<Reservation, ApiError> {
+    let not_found = || ApiError::NotFound(format!("reservation {id} does not exist"));
+    if let Some(row) = reservation::Entity::find_by_id(id).one(&state.db).await? {
+        return if caller.may_access(row.client_id) {
+            Ok(row.into())
+        } else {
+            Err(not_found())
+        };
+    }
+    match requests::find(state, id).await? {
+        Some(request) if caller.may_access(request.client_id) => Ok(request.into()),
+        _ => Err(not_found()),
+    }
 }
 
 /// A reservation's current state; `pending` until a worker decides it.
 #[utoipa::path(get, path = "/reservations/{id}", tag = "reservations",
     params(("id" = Uuid, Path, description = "Reservation id")),
+    security((), ("api_key" = []), ("admin_token" = [])),
     responses(
         (status = 200, body = Reservation),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such reservation, or another client's", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     PathId(id): PathId<Uuid>,
 ) -> Result<Json<Reservation>, ApiError> {
-    Ok(Json(find(&state, id).await?.into()))
+    Ok(Json(find(&state, caller, id).await?))
 }
 
 /// Cancels a confirmed reservation; its tickets go back. Repeating it is
 /// harmless.
 #[utoipa::path(delete, path = "/reservations/{id}", tag = "reservations",
     params(("id" = Uuid, Path, description = "Reservation id")),
+    security((), ("api_key" = []), ("admin_token" = [])),
     responses(
         (status = 200, description = "Cancelled", body = Reservation),
         (status = 202, description = "Cancellation queued", body = Accepted),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such reservation, or another client's", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not cancellable (pending or rejected)", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     PathId(id): PathId<Uuid>,
 ) -> Result<Response, ApiError> {
-    let stored = find(&state, id).await?;
+    let stored = find(&state, caller, id).await?;
     match stored.status {
-        ReservationStatus::Cancelled => return Ok(Json(Reservation::from(stored)).into_response()),
+        ReservationStatus::Cancelled => return Ok(Json(stored).into_response()),
         ReservationStatus::Pending => {
             return Err(ApiError::Conflict(
                 "the reservation is not decided yet; cancel it once it is confirmed".into(),
@@ -78,14 +98,15 @@ pub async fn cancel(
     let command = Command::Cancel {
         reservation_id: id,
         event_id: stored.event_id,
+        client_id: stored.client_id,
     };
     let wait = state.settings.current().reserve_wait_timeout;
     match pending::publish_and_wait(&state, &command, wait).await? {
-        Some(outcome) if outcome.status == ReservationStatus::Cancelled => {
-            Ok(Json(Reservation::from(find(&state, id).await?)).into_response())
+        Waited::Decided(outcome) if outcome.status == ReservationStatus::Cancelled => {
+            Ok(Json(find(&state, caller, id).await?).into_response())
         }
-        Some(outcome) => Err(ApiError::Conflict(outcome.message)),
-        None => Ok(accepted(
+        Waited::Decided(outcome) => Err(ApiError::Conflict(outcome.message)),
+        Waited::NotYet => Ok(accepted(
             id,
             ReservationStatus::Confirmed,
             "Cancellation queued; not applied yet",

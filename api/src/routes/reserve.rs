@@ -17,19 +17,18 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::{
+    auth::Caller,
     catalog,
     extract::{OptionalJson, PathId, QueryParams},
-    pending,
-    problem::{ApiError, Problem},
+    pending::{self, Waited},
+    problem::{ApiError, Problem, Unavailability},
+    requests::{self, Ask, Claim},
     state::AppState,
     views::{Accepted, Decision},
 };
 
 /// Seconds a client should wait before retrying while sales are paused.
 const PAUSED_RETRY_AFTER: u64 = 30;
-
-/// Namespace of reservation ids derived from idempotency keys.
-const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_43c2_8a5e_4d0b_9a7e_52c1_d7f0_3b11);
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -50,35 +49,30 @@ pub struct ReserveParams {
     pub wait: Option<bool>,
 }
 
-/// What was asked, for comparing with what an idempotency key stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ask {
-    pub event_id: i64,
-    pub quantity: i32,
-    pub user_id: Option<i64>,
-}
-
 /// Reserves tickets.
 ///
 /// Waits for the decision unless `?wait=false` or `Prefer: respond-async`
 /// is given, or the wait outlasts the configured timeout: then `202` with a
-/// `Location` to poll. With an `Idempotency-Key`, repeating the same request
-/// returns the same reservation and takes the tickets once.
+/// `Location` to poll. With an `Idempotency-Key` (scoped to the caller),
+/// repeating the same request returns the same reservation and takes the
+/// tickets once; the same key with a different request is refused with 422.
 #[utoipa::path(post, path = "/events/{id}/reserve", tag = "reservations",
     params(
         ("id" = i64, Path, description = "Event id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; scoped to the caller"),
         ("Prefer" = Option<String>, Header, description = "`respond-async` to get 202 at once"),
         ReserveParams,
     ),
     request_body(content = Option<ReserveRequest>, description = "Optional; no body means quantity 1"),
+    security((), ("api_key" = [])),
     responses(
         (status = 200, description = "Reserved", body = Decision),
         (status = 202, description = "Queued; poll Location", body = Accepted),
         (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive in time", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Rejected: not enough tickets", body = Decision),
+        (status = 409, description = "Rejected (not enough tickets), or the key's reservation was cancelled since", body = Decision),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -87,6 +81,7 @@ pub struct Ask {
     ))]
 pub async fn reserve(
     State(state): State<AppState>,
+    caller: Caller,
     PathId(event_id): PathId<i64>,
     QueryParams(params): QueryParams<ReserveParams>,
     headers: HeaderMap,
@@ -110,6 +105,7 @@ pub async fn reserve(
     let respond_async = params.wait == Some(false) || prefers_async(&headers);
     if settings.is_paused(event_id) {
         return Err(ApiError::unavailable(
+            Unavailability::SalesPaused,
             format!("sales for event {event_id} are paused"),
             PAUSED_RETRY_AFTER,
         ));
@@ -130,75 +126,87 @@ pub async fn reserve(
         quantity,
         user_id: body.user_id,
     };
+    let owner = caller.owner();
 
-    let reservation_id = match &idempotency_key {
-        Some(key) => {
-            let id = Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, key.as_bytes());
-            if let Some(stored) = reservation::Entity::find_by_id(id).one(&state.db).await? {
-                check_same_ask(&stored_ask(&stored), &ask)?;
-                if stored.status.is_decided() {
+    // A keyed request is recorded before it is queued (the claim); an
+    // unkeyed one only when it is answered before its decision.
+    let (reservation_id, recorded) = match &idempotency_key {
+        Some(key) => match requests::claim(&state, owner, key, ask).await? {
+            Claim::New(id) => (id, true),
+            Claim::Replay(id) => {
+                if let Some(stored) = reservation::Entity::find_by_id(id).one(&state.db).await? {
                     let remaining = catalog::available(&state, event_id).await?;
-                    return Ok(decided(Outcome {
-                        reservation_id: stored.id,
-                        event_id: stored.event_id,
-                        quantity: stored.quantity,
-                        user_id: stored.user_id,
-                        status: stored.status,
-                        remaining_tickets: remaining,
-                        message: stored.status.message().to_owned(),
-                    }));
+                    return Ok(decided(stored_outcome(stored, remaining)));
                 }
+                // Not decided yet (or its first publish failed): queue it
+                // again; the workers decide an id once.
+                (id, true)
             }
-            id
-        }
-        None => Uuid::now_v7(),
+        },
+        None => (requests::new_id(), false),
     };
     let command = Command::Reserve {
         reservation_id,
         event_id,
         quantity,
         user_id: body.user_id,
+        client_id: owner,
+    };
+    // Answered before its decision: pollable from now on.
+    let queued = async |message: &'static str, preference_applied: bool| {
+        if !recorded {
+            requests::record(&state, reservation_id, owner, ask).await;
+        }
+        accepted(
+            reservation_id,
+            ReservationStatus::Pending,
+            message,
+            preference_applied,
+        )
     };
 
     if respond_async {
         pending::publish(&state, &command).await?;
-        pending::record(&state, &command).await;
-        return Ok(accepted(
-            reservation_id,
-            ReservationStatus::Pending,
-            "Reservation queued",
-            true,
-        ));
+        return Ok(queued("Reservation queued", true).await);
     }
     match pending::publish_and_wait(&state, &command, settings.reserve_wait_timeout).await? {
-        Some(outcome) => {
-            check_same_ask(&outcome_ask(&outcome), &ask)?;
+        Waited::Decided(outcome) if outcome.refused.is_some() => {
+            Err(ApiError::Refused(outcome.refused.unwrap_or_default()))
+        }
+        Waited::Decided(outcome) => {
+            let stored = Ask {
+                event_id: outcome.event_id,
+                quantity: outcome.quantity,
+                user_id: outcome.user_id,
+            };
+            if stored != ask {
+                return Err(ApiError::IdempotencyKeyReused);
+            }
             Ok(decided(outcome))
         }
-        None => {
-            pending::record(&state, &command).await;
-            Ok(accepted(
-                reservation_id,
-                ReservationStatus::Pending,
-                "Reservation queued; not decided yet",
-                false,
-            ))
-        }
+        Waited::NotYet => Ok(queued("Reservation queued; not decided yet", false).await),
     }
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    let invalid = || {
+        ApiError::BadRequest(
+            "Idempotency-Key must be one value of 1 to 255 visible ASCII characters".into(),
+        )
+    };
+    if values.next().is_some() {
+        return Err(invalid());
+    }
     let key = value
         .to_str()
         .ok()
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| {
-            ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
-        })?;
+        .ok_or_else(invalid)?;
     Ok(Some(key.to_owned()))
 }
 
@@ -211,37 +219,26 @@ fn prefers_async(headers: &HeaderMap) -> bool {
         .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
 }
 
-fn stored_ask(r: &reservation::Model) -> Ask {
-    Ask {
-        event_id: r.event_id,
-        quantity: r.quantity,
-        user_id: r.user_id,
+/// A stored reservation as the answer to a replayed key.
+fn stored_outcome(stored: reservation::Model, remaining: i32) -> Outcome {
+    Outcome {
+        reservation_id: stored.id,
+        event_id: stored.event_id,
+        quantity: stored.quantity,
+        user_id: stored.user_id,
+        status: stored.status,
+        remaining_tickets: remaining,
+        message: stored.status.message().to_owned(),
+        refused: None,
     }
 }
 
-fn outcome_ask(o: &Outcome) -> Ask {
-    Ask {
-        event_id: o.event_id,
-        quantity: o.quantity,
-        user_id: o.user_id,
-    }
-}
-
-fn check_same_ask(stored: &Ask, asked: &Ask) -> Result<(), ApiError> {
-    if stored == asked {
-        Ok(())
-    } else {
-        Err(ApiError::Unprocessable(
-            "this Idempotency-Key was already used with a different request".into(),
-        ))
-    }
-}
-
-/// 200 for a success, 409 (same body) for a rejection.
+/// 200 for a confirmed reservation; 409 (same body) for any other decided
+/// state: rejected, or cancelled since.
 pub fn decided(outcome: Outcome) -> Response {
     let status = match outcome.status {
-        ReservationStatus::Rejected => StatusCode::CONFLICT,
-        _ => StatusCode::OK,
+        ReservationStatus::Confirmed => StatusCode::OK,
+        _ => StatusCode::CONFLICT,
     };
     (status, Json(Decision::from(outcome))).into_response()
 }

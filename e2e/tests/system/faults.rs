@@ -82,6 +82,7 @@ fn reserve(event_id: i64, quantity: i32) -> Command {
         event_id,
         quantity,
         user_id: None,
+        client_id: 0,
     }
 }
 

@@ -2,9 +2,14 @@
 //! api and workers running as separate processes. Run via `scripts/test`.
 
 mod abuse;
+mod clients;
+mod defaults;
+mod dependencies;
 mod faults;
+mod idempotency;
 mod lifecycle;
 mod load;
+mod poison;
 mod seed;
 mod settings;
 mod validation;

@@ -9,7 +9,7 @@ use migrations::{Migrator, MigratorTrait};
 #[command(about = "Apply database migrations")]
 struct Config {
     /// MySQL/MariaDB URL (`mysql://user:password@host:port/database`).
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
 
     /// Also create event 1 with 100 tickets if it does not exist.

@@ -1,6 +1,8 @@
-//! sea-orm entities for the three tables. The schema itself is owned by the
+//! sea-orm entities for the tables. The schema itself is owned by the
 //! `migrations` crate; these mirror it.
 
+pub mod client;
 pub mod event;
 pub mod reservation;
+pub mod reservation_request;
 pub mod user;

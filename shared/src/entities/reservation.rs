@@ -1,5 +1,6 @@
 //! A reservation. Its id is the dedupe record: the row is written in the
 //! same transaction as the decrement, so a redelivered command finds it.
+//! Written by the workers only.
 
 use sea_orm::entity::prelude::*;
 
@@ -11,6 +12,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub event_id: i64,
+    /// The client that owns it; 0 is anonymous.
+    pub client_id: i64,
     pub user_id: Option<i64>,
     pub quantity: i32,
     pub status: ReservationStatus,

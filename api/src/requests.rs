@@ -1,0 +1,117 @@
+//! The api's record of the reservation requests it accepted
+//! (`reservation_requests`): the claim of an idempotency key, and what makes
+//! an id answered with 202 pollable before a worker decides it. The api is
+//! this table's only writer; the workers write `reservations`.
+
+use chrono::Utc;
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, SqlErr};
+use shared::entities::reservation_request;
+use uuid::Uuid;
+
+use crate::{problem::ApiError, state::AppState};
+
+/// What a request asked, for comparing with what a key first asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ask {
+    pub event_id: i64,
+    pub quantity: i32,
+    pub user_id: Option<i64>,
+}
+
+impl From<&reservation_request::Model> for Ask {
+    fn from(r: &reservation_request::Model) -> Self {
+        Self {
+            event_id: r.event_id,
+            quantity: r.quantity,
+            user_id: r.user_id,
+        }
+    }
+}
+
+/// The result of claiming an idempotency key.
+pub enum Claim {
+    /// The key is new: it now names `id`.
+    New(Uuid),
+    /// The key was claimed before, by the same request: its reservation.
+    Replay(Uuid),
+}
+
+/// A fresh reservation id: time-ordered (new rows append to the primary key
+/// index) with 74 random bits, so no one can guess another client's id.
+pub fn new_id() -> Uuid {
+    let millis = Utc::now().timestamp_millis().max(0) as u64;
+    uuid::Builder::from_unix_timestamp_millis(millis, &rand::random::<[u8; 10]>()).into_uuid()
+}
+
+fn row(id: Uuid, owner: i64, key: Option<&str>, ask: Ask) -> reservation_request::ActiveModel {
+    reservation_request::ActiveModel {
+        id: Set(id),
+        client_id: Set(owner),
+        idempotency_key: Set(key.map(str::to_owned)),
+        event_id: Set(ask.event_id),
+        quantity: Set(ask.quantity),
+        user_id: Set(ask.user_id),
+        created_at: Set(Utc::now()),
+    }
+}
+
+/// Claims `key` for `owner`'s request `ask`. The unique key
+/// `(client_id, idempotency_key)` decides between two requests that claim
+/// the same key at once: the loser reads the winner's row, and a different
+/// request there is refused (422) before anything is queued.
+pub async fn claim(state: &AppState, owner: i64, key: &str, ask: Ask) -> Result<Claim, ApiError> {
+    let id = new_id();
+    let inserted = reservation_request::Entity::insert(row(id, owner, Some(key), ask))
+        .exec_without_returning(&state.db)
+        .await;
+    match inserted {
+        Ok(_) => return Ok(Claim::New(id)),
+        Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let first = reservation_request::Entity::find()
+        .filter(reservation_request::Column::ClientId.eq(owner))
+        .filter(reservation_request::Column::IdempotencyKey.eq(key))
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::Internal(format!("key {key:?} is taken but has no request")))?;
+    if Ask::from(&first) == ask {
+        Ok(Claim::Replay(first.id))
+    } else {
+        Err(ApiError::IdempotencyKeyReused)
+    }
+}
+
+/// Makes an unkeyed reservation that was answered 202 pollable before it is
+/// decided. A failure is logged, not returned: the command is queued and its
+/// decision will make the id pollable.
+pub async fn record(state: &AppState, id: Uuid, owner: i64, ask: Ask) {
+    let result = reservation_request::Entity::insert(row(id, owner, None, ask))
+        .on_conflict_do_nothing_on([reservation_request::Column::Id])
+        .exec_without_returning(&state.db)
+        .await;
+    if let Err(error) = result {
+        tracing::warn!(%error, reservation_id = %id, "could not record a queued reservation");
+    }
+}
+
+pub async fn find(
+    state: &AppState,
+    id: Uuid,
+) -> Result<Option<reservation_request::Model>, ApiError> {
+    Ok(reservation_request::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_version_7_and_differ_in_their_random_bits() {
+        let (a, b) = (new_id(), new_id());
+        assert_eq!(a.get_version_num(), 7);
+        assert_ne!(a.as_bytes()[6..], b.as_bytes()[6..]);
+    }
+}

@@ -2,8 +2,9 @@
 //! JSON-lines history ([`workload`], [`history`]), a checker that judges a
 //! history together with the database against the invariants of
 //! DESIGN.md §2 ([`check`]), and fault scenarios that run both around a
-//! real deployment ([`scenario`]), one of which cuts a worker off from etcd
-//! through a [`testkit::blackhole`] proxy. `scripts/chaos` runs every scenario.
+//! real deployment ([`scenario`]); some cut a worker off from etcd or MySQL,
+//! or a whole deployment off from Redis, through [`testkit::blackhole`]
+//! proxies. `scripts/chaos` runs every scenario.
 
 pub mod check;
 pub mod history;

@@ -12,9 +12,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties,
-    options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
-    types::FieldTable,
+    Channel, Connection, ConnectionProperties, options::QueueDeclareOptions, types::FieldTable,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
@@ -31,6 +29,10 @@ use crate::{
     workload,
 };
 
+mod answers;
+mod dependencies;
+mod poison;
+
 /// Every scenario, in the order `scripts/chaos` runs them.
 pub const ALL: &[&str] = &[
     "baseline",
@@ -43,6 +45,9 @@ pub const ALL: &[&str] = &[
     "restart-etcd",
     "poison",
     "overload",
+    "blackhole-mysql",
+    "blackhole-redis",
+    "etcd-rewind",
 ];
 
 /// The overload scenario's deployment: one decision per lock and
@@ -68,6 +73,9 @@ const RSS_BUDGET_MB: f64 = 150.0;
 
 /// Lease TTL of the workers, so that a paused worker loses its locks fast.
 const LEASE_TTL_SECS: u64 = 2;
+/// The workers' decision deadline: a worker refuses to start with one that
+/// is not shorter than its lease (its default, 2 s, is not).
+const DECIDE_TIMEOUT_MS: u64 = 1000;
 const API_REPLICAS: usize = 2;
 const WORKERS: usize = 3;
 const CAPACITIES: &[i64] = &[60, 300, 3000];
@@ -116,9 +124,13 @@ struct Run<'a> {
     stopped: Vec<u32>,
     notes: Vec<String>,
     extra: Vec<Violation>,
-    poison_sent: u64,
-    /// Proxies of `partition-etcd`, kept until the run ends.
+    /// What `poison` published.
+    poison: poison::Published,
+    /// Proxies of `partition-etcd` and `blackhole-mysql`, kept until the run
+    /// ends.
     proxies: Vec<Blackhole>,
+    /// The proxy every process of `blackhole-redis` reaches Redis through.
+    redis_proxy: Option<Blackhole>,
 }
 
 pub async fn run(name: &str, options: &ScenarioOptions) -> anyhow::Result<ScenarioResult> {
@@ -127,11 +139,20 @@ pub async fn run(name: &str, options: &ScenarioOptions) -> anyhow::Result<Scenar
     }
     let started = Instant::now();
     std::fs::create_dir_all(&options.dir)?;
-    let mut env =
-        std::collections::BTreeMap::from([("LOCK_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string())]);
+    let mut env = std::collections::BTreeMap::from([
+        ("LOCK_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string()),
+        ("DECIDE_TIMEOUT_MS", DECIDE_TIMEOUT_MS.to_string()),
+    ]);
     if name == "overload" {
         env.extend(OVERLOAD_ENV.iter().map(|(k, v)| (*k, (*v).to_owned())));
     }
+    let redis_proxy = if name == "blackhole-redis" {
+        let (proxy, routed) = Blackhole::in_front_of(&testkit::app::env("REDIS_URL")).await?;
+        env.insert("REDIS_URL", routed);
+        Some(proxy)
+    } else {
+        None
+    };
     let mut app = TestApp::spawn_with(Options { workers: 0, env }).await;
     let mut apis = vec![app.base.clone()];
     for n in 1..API_REPLICAS {
@@ -169,8 +190,9 @@ pub async fn run(name: &str, options: &ScenarioOptions) -> anyhow::Result<Scenar
         stopped: Vec::new(),
         notes: Vec::new(),
         extra: Vec::new(),
-        poison_sent: 0,
+        poison: poison::Published::default(),
         proxies: Vec::new(),
+        redis_proxy,
     };
 
     let stop = CancellationToken::new();
@@ -193,14 +215,11 @@ pub async fn run(name: &str, options: &ScenarioOptions) -> anyhow::Result<Scenar
     injected?;
     tracing_note(&mut run.notes, format!("{made} requests made"));
 
-    if name == "poison" {
-        run.check_dead_letters().await?;
-    }
     if name == "stop-worker" {
         let (mut stale, mut stale_paused, mut vanished) = (0, 0, 0);
         for (pid, log) in &run.worker_logs {
             let log = std::fs::read_to_string(log).unwrap_or_default();
-            let refused = log.matches("older than the event's").count();
+            let refused = log.matches(STALE_REFUSAL).count();
             stale += refused;
             if run.stopped.contains(pid) {
                 stale_paused += refused;
@@ -217,6 +236,12 @@ pub async fn run(name: &str, options: &ScenarioOptions) -> anyhow::Result<Scenar
     let path = options.dir.join("history.jsonl");
     let records = history::read(&path)?;
     run.check_recovery(&records);
+    if name == "poison" {
+        run.check_poison(&records).await?;
+    }
+    if matches!(name, "blackhole-mysql" | "blackhole-redis" | "etcd-rewind") {
+        run.notes.extend(answers::notes(&records));
+    }
     let mut summary = check::check_database(
         &records,
         &run.app.database_url,
@@ -335,6 +360,9 @@ impl Run<'_> {
                 self.overload(secs(if short { 8.0 } else { 30.0 })).await?;
                 tokio::time::sleep(secs(3.0)).await;
             }
+            "blackhole-mysql" => self.blackhole_mysql().await?,
+            "blackhole-redis" => self.blackhole_redis().await?,
+            "etcd-rewind" => self.etcd_rewind().await?,
             other => bail!("unknown scenario {other}"),
         }
         Ok(())
@@ -609,16 +637,17 @@ impl Run<'_> {
             return Ok(());
         };
         let refused = wait_for(Duration::from_secs(20), || {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            text.contains(&format!("fencing token {token} is older than the event's"))
-                .then_some(())
+            refused_after_pause(&std::fs::read_to_string(&log).unwrap_or_default(), event)
         })
         .await;
+        let seen = refused.map_or(String::new(), |stored| {
+            format!("; its log: write on event {event} refused, the event's token being {stored}")
+        });
         self.fault(
             "sigstop-worker",
             format!(
                 "worker pid {pid} stopped itself at after-token (hit {nth}) holding event \
-                 {event}'s lock with token {token}; {takeover}; then SIGCONT"
+                 {event}'s lock with token {token}; {takeover}; then SIGCONT{seen}"
             ),
             start,
         );
@@ -757,7 +786,7 @@ impl Run<'_> {
         self.notes.push(format!(
             "partition-etcd: worker {pid} {what}; recovery: {recovery}; its log: {} write(s) \
              refused by the fencing token, {} lease(s) given up, {} failed unlock(s)",
-            text.matches("older than the event's").count(),
+            text.matches(STALE_REFUSAL).count(),
             text.matches("giving up the etcd lease").count(),
             text.matches("unlock failed").count() + text.matches("unlock timed out").count(),
         ));
@@ -875,104 +904,6 @@ impl Run<'_> {
         Ok((topology, connection, channel))
     }
 
-    /// Publishes garbage, a wrong-version command and a 1 MB body straight
-    /// to the command queue.
-    async fn poison(&mut self) -> anyhow::Result<()> {
-        let start = self.history.now_ms();
-        let (topology, connection, channel) = self.broker().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        let event = 1;
-        let mut huge = br#"{"v":1,"junk":""#.to_vec();
-        huge.extend(std::iter::repeat_n(b'x', 1 << 20));
-        huge.extend(br#""}"#);
-        let messages: Vec<(&str, Vec<u8>)> = vec![
-            ("garbage", b"\xff\xfe not json at all \x00".to_vec()),
-            (
-                "version 2",
-                format!(
-                    r#"{{"v":2,"type":"reserve","reservation_id":"{}","event_id":{event},"quantity":1,"user_id":null}}"#,
-                    uuid::Uuid::now_v7()
-                )
-                .into_bytes(),
-            ),
-            ("1 MB body", huge),
-        ];
-        let mut sent = Vec::new();
-        for (what, payload) in &messages {
-            channel
-                .basic_publish(
-                    "".into(),
-                    topology.commands.as_str().into(),
-                    BasicPublishOptions::default(),
-                    payload,
-                    BasicProperties::default().with_delivery_mode(2),
-                )
-                .await?
-                .await?;
-            self.poison_sent += 1;
-            sent.push(format!("{what} ({} bytes)", payload.len()));
-        }
-        connection.close(200, "done".into()).await.ok();
-        self.fault(
-            "poison-messages",
-            format!("published to {}: {}", topology.commands, sent.join(", ")),
-            start,
-        );
-        Ok(())
-    }
-
-    /// Every poison message must be in the dead-letter queue.
-    async fn check_dead_letters(&mut self) -> anyhow::Result<()> {
-        let (topology, connection, channel) = self.broker().await?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut count;
-        loop {
-            count = queue_length(&channel, &topology.dead_letters).await?;
-            if u64::from(count) >= self.poison_sent || Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        connection.close(200, "done".into()).await.ok();
-        let logged: usize = self
-            .worker_logs
-            .iter()
-            .map(|(_, log)| {
-                std::fs::read_to_string(log)
-                    .unwrap_or_default()
-                    .matches("dead-lettering a message that is not a command")
-                    .count()
-            })
-            .sum();
-        self.notes.push(format!(
-            "{} poison message(s) published, {count} in {}, {logged} logged by the workers",
-            self.poison_sent, topology.dead_letters
-        ));
-        if (logged as u64) < self.poison_sent {
-            self.extra.push(Violation {
-                rule: "poison",
-                id: topology.dead_letters.clone(),
-                detail: format!(
-                    "{} poison messages published, {logged} dead-letterings logged",
-                    self.poison_sent
-                ),
-            });
-        }
-        if u64::from(count) != self.poison_sent {
-            self.extra.push(Violation {
-                rule: "poison",
-                id: topology.dead_letters.clone(),
-                detail: format!(
-                    "{} poison messages published, {count} dead-lettered",
-                    self.poison_sent
-                ),
-            });
-        }
-        Ok(())
-    }
-
     /// After the last fault, reservations must be decided again (the
     /// system resumed by itself).
     fn check_recovery(&mut self, records: &[Record]) {
@@ -1084,6 +1015,24 @@ fn is_stopped(pid: u32) -> bool {
                 .map(|(_, rest)| rest.starts_with('T'))
         })
         .unwrap_or(false)
+}
+
+/// What a worker logs when an event row refused its write for a stale
+/// fencing token (worker/src/consumer.rs), with fields `event_id` and
+/// `stored` but not the token it presented.
+const STALE_REFUSAL: &str = "write refused by a newer fencing token";
+
+/// The token stored on `event` when a paused worker's write on it was
+/// refused. The worker decides one command per batch and was stopped
+/// holding `event`'s lock, so the first refusal on `event` after its pause
+/// line is the write with the token it held.
+fn refused_after_pause(log: &str, event: i64) -> Option<i64> {
+    log.lines()
+        .skip_while(|line| !line.contains("pausing at after-token"))
+        .filter(|line| line.contains(STALE_REFUSAL))
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["fields"]["event_id"].as_i64() == Some(event))
+        .map(|line| line["fields"]["stored"].as_i64().unwrap_or_default())
 }
 
 /// `(event, token)` from the failpoint's "pausing at after-token (event E,

@@ -33,11 +33,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Config,
-    decide::{self, DecideError, Decided},
     fence::{self, Epoch},
     lease::Lease,
     lock::{self, HeldLock, LockError},
     permanent,
+    store::{self, DecideError, Decided},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -497,7 +497,7 @@ impl Worker {
         // connection is discarded), so the lock can go to another worker.
         let result = match tokio::time::timeout(
             deadline,
-            decide::decide(&self.db, event_id, token, commands),
+            store::decide(&self.db, event_id, token, commands),
         )
         .await
         {

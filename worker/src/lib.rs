@@ -4,9 +4,10 @@
 
 pub mod config;
 pub mod consumer;
-pub mod decide;
 pub mod failpoint;
 pub mod fence;
 pub mod lease;
 pub mod lock;
 pub mod permanent;
+pub mod rules;
+pub mod store;

@@ -1,4 +1,5 @@
-//! Deciding one event's commands in one MySQL transaction.
+//! Loading and storing one event's decision in one MySQL transaction; the
+//! decision itself is `rules::decide`.
 //!
 //! The event row is locked (`SELECT … FOR UPDATE`), so the new availability
 //! is computed from a value no one else can change before commit. The
@@ -8,9 +9,9 @@
 //! fencing token is not newer than ours, so a worker whose lock expired
 //! while it was paused writes nothing.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
     EntityTrait, IsolationLevel, QueryFilter, QuerySelect, TransactionTrait,
@@ -21,6 +22,8 @@ use shared::{
     messages::{Command, Outcome, ReservationStatus},
 };
 use uuid::Uuid;
+
+use crate::rules::{self, Booking, Decision, Write};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecideError {
@@ -60,12 +63,8 @@ pub async fn decide(
         .one(&txn)
         .await?
     else {
-        let outcomes = commands
-            .iter()
-            .map(|c| refusal(c, "Unknown event"))
-            .collect();
         return Ok(Decided {
-            outcomes,
+            outcomes: rules::unknown_event(commands),
             availability: None,
         });
     };
@@ -77,112 +76,41 @@ pub async fn decide(
     }
 
     let ids: Vec<Uuid> = commands.iter().map(Command::reservation_id).collect();
-    let mut rows: HashMap<Uuid, reservation::Model> = reservation::Entity::find()
+    let bookings: HashMap<Uuid, Booking> = reservation::Entity::find()
         .filter(reservation::Column::Id.is_in(padded(&ids)))
         .lock_exclusive()
         .all(&txn)
         .await?
-        .into_iter()
-        .map(|row| (row.id, row))
+        .iter()
+        .map(|row| (row.id, booking(row)))
         .collect();
+    let Decision {
+        outcomes,
+        available,
+        bookings,
+        writes,
+    } = rules::decide(event_id, event.available, bookings, commands);
 
-    let now = Utc::now();
-    let mut available = event.available;
-    // New rows, inserted in one statement; existing rows that change, each
-    // updated only if still in the state it was read in. Sorted, so
-    // concurrent writers (after a lease expiry) lock rows in the same order
-    // and cannot deadlock on them.
-    let mut inserted: Vec<Uuid> = Vec::new();
-    let mut updated: BTreeSet<Uuid> = BTreeSet::new();
-    let mut outcomes = Vec::with_capacity(commands.len());
-    for command in commands {
-        let outcome = match *command {
-            Command::Reserve {
-                reservation_id,
-                event_id,
-                quantity,
-                user_id,
-                client_id,
-            } => {
-                let fresh = !rows.contains_key(&reservation_id);
-                let row = rows
-                    .entry(reservation_id)
-                    .or_insert_with(|| reservation::Model {
-                        id: reservation_id,
-                        event_id,
-                        client_id,
-                        user_id,
-                        quantity,
-                        status: ReservationStatus::Pending,
-                        fence_token: None,
-                        created_at: now,
-                        updated_at: now,
-                        decided_at: None,
-                    });
-                // A decided row is returned as it is (a redelivery); a row
-                // of another request that reused the id is never touched,
-                // and its outcome, naming what it holds, tells the api so.
-                let same_request = row.event_id == event_id
-                    && row.quantity == quantity
-                    && row.user_id == user_id
-                    && row.client_id == client_id;
-                if !row.status.is_decided() && same_request {
-                    let fits = row.quantity > 0 && row.quantity <= available;
-                    if fits {
-                        available -= row.quantity;
-                    }
-                    row.status = if fits {
-                        ReservationStatus::Confirmed
-                    } else {
-                        ReservationStatus::Rejected
-                    };
-                    row.fence_token = Some(fence);
-                    row.decided_at = Some(now);
-                    row.updated_at = now;
-                    if fresh {
-                        inserted.push(reservation_id);
-                    } else {
-                        updated.insert(reservation_id);
-                    }
-                }
-                outcome(row, available, row.status.message())
-            }
-            Command::Cancel {
-                reservation_id,
-                client_id,
-                ..
-            } => match rows.get_mut(&reservation_id) {
-                Some(row) if row.client_id != client_id || row.event_id != event_id => {
-                    refusal(command, "Unknown reservation")
-                }
-                Some(row) if row.status == ReservationStatus::Confirmed => {
-                    available += row.quantity;
-                    row.status = ReservationStatus::Cancelled;
-                    row.fence_token = Some(fence);
-                    row.updated_at = now;
-                    updated.insert(reservation_id);
-                    outcome(row, available, row.status.message())
-                }
-                Some(row) => outcome(row, available, row.status.message()),
-                None => refusal(command, "Unknown reservation"),
-            },
-        };
-        outcomes.push(outcome);
-    }
-
-    if inserted.is_empty() && updated.is_empty() {
+    if writes.is_empty() {
         txn.commit().await?;
         return Ok(Decided {
             outcomes,
             availability: Some((event.available, event.version)),
         });
     }
-    if !inserted.is_empty() {
-        txn.execute_unprepared(&insert(inserted.iter().filter_map(|id| rows.get(id)))?)
-            .await?;
+    let now = Utc::now();
+    let mut inserts = Vec::new();
+    for (id, write) in &writes {
+        let Some(booking) = bookings.get(id) else {
+            continue;
+        };
+        match *write {
+            Write::Insert => inserts.push(row(booking, fence, now)),
+            Write::Update { from } => update(&txn, booking, from, fence, now).await?,
+        }
     }
-    for row in updated.iter().filter_map(|id| rows.get(id)) {
-        update(&txn, row).await?;
+    if !inserts.is_empty() {
+        txn.execute_unprepared(&insert(&inserts)?).await?;
     }
     let updated = event::Entity::update_many()
         .col_expr(event::Column::Available, Expr::value(available))
@@ -235,7 +163,7 @@ fn padded(ids: &[Uuid]) -> Vec<Vec<u8>> {
 /// Its shape follows the batch size too (see [`padded`]), and padding rows
 /// is not possible, so it is sent as plain text with its values inlined (all
 /// typed values, escaped by sea-query) rather than as a prepared statement.
-fn insert<'a>(rows: impl Iterator<Item = &'a reservation::Model>) -> Result<String, DbErr> {
+fn insert(rows: &[reservation::Model]) -> Result<String, DbErr> {
     use reservation::Column as C;
     let mut insert = Query::insert();
     insert.into_table(reservation::Entity).columns([
@@ -269,26 +197,59 @@ fn insert<'a>(rows: impl Iterator<Item = &'a reservation::Model>) -> Result<Stri
     Ok(insert.to_string(MysqlQueryBuilder))
 }
 
-/// Moves an existing row to its new state, guarded by the state it was read
-/// in (a pending row of the same request, or a confirmed row being
-/// cancelled) and by its owner: a statement that finds anything else
-/// changes nothing and fails the group, which is then retried.
-async fn update(txn: &DatabaseTransaction, row: &reservation::Model) -> Result<(), DbErr> {
+/// A booking as the rules see it.
+fn booking(row: &reservation::Model) -> Booking {
+    Booking {
+        id: row.id,
+        event_id: row.event_id,
+        client_id: row.client_id,
+        user_id: row.user_id,
+        quantity: row.quantity,
+        status: row.status,
+    }
+}
+
+/// The row of a booking this batch created.
+fn row(booking: &Booking, fence: i64, now: DateTime<Utc>) -> reservation::Model {
+    reservation::Model {
+        id: booking.id,
+        event_id: booking.event_id,
+        client_id: booking.client_id,
+        user_id: booking.user_id,
+        quantity: booking.quantity,
+        status: booking.status,
+        fence_token: Some(fence),
+        created_at: now,
+        updated_at: now,
+        decided_at: Some(now),
+    }
+}
+
+/// Moves an existing row to the booking's state, guarded by the state it
+/// was read in (`from`) and by what it holds (event, quantity, owner): a
+/// statement that finds anything else changes nothing and fails the group,
+/// which is then retried.
+async fn update(
+    txn: &DatabaseTransaction,
+    booking: &Booking,
+    from: ReservationStatus,
+    fence: i64,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
     use reservation::Column as C;
-    let from = match row.status {
-        ReservationStatus::Cancelled => ReservationStatus::Confirmed,
-        _ => ReservationStatus::Pending,
-    };
-    let result = reservation::Entity::update_many()
-        .col_expr(C::Status, Expr::value(row.status.to_value()))
-        .col_expr(C::FenceToken, Expr::value(row.fence_token))
-        .col_expr(C::UpdatedAt, Expr::value(row.updated_at))
-        .col_expr(C::DecidedAt, Expr::value(row.decided_at))
-        .filter(C::Id.eq(row.id))
+    let mut update = reservation::Entity::update_many()
+        .col_expr(C::Status, Expr::value(booking.status.to_value()))
+        .col_expr(C::FenceToken, Expr::value(fence))
+        .col_expr(C::UpdatedAt, Expr::value(now));
+    if from == ReservationStatus::Pending {
+        update = update.col_expr(C::DecidedAt, Expr::value(now));
+    }
+    let result = update
+        .filter(C::Id.eq(booking.id))
         .filter(C::Status.eq(from))
-        .filter(C::EventId.eq(row.event_id))
-        .filter(C::ClientId.eq(row.client_id))
-        .filter(C::Quantity.eq(row.quantity))
+        .filter(C::EventId.eq(booking.event_id))
+        .filter(C::ClientId.eq(booking.client_id))
+        .filter(C::Quantity.eq(booking.quantity))
         .exec(txn)
         .await?;
     if result.rows_affected == 1 {
@@ -296,29 +257,7 @@ async fn update(txn: &DatabaseTransaction, row: &reservation::Model) -> Result<(
     } else {
         Err(DbErr::Custom(format!(
             "reservation {} changed while it was being decided",
-            row.id
+            booking.id
         )))
-    }
-}
-
-fn outcome(row: &reservation::Model, remaining: i32, message: &str) -> Outcome {
-    Outcome {
-        reservation_id: row.id,
-        event_id: row.event_id,
-        quantity: row.quantity,
-        user_id: row.user_id,
-        status: row.status,
-        remaining_tickets: remaining,
-        message: message.to_owned(),
-        refused: None,
-    }
-}
-
-/// An outcome for a command that names nothing that exists.
-fn refusal(command: &Command, message: &str) -> Outcome {
-    Outcome {
-        message: message.to_owned(),
-        refused: None,
-        ..crate::permanent::refused(command, message)
     }
 }

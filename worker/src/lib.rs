@@ -4,8 +4,10 @@
 
 pub mod config;
 pub mod consumer;
+pub mod deliveries;
 pub mod failpoint;
 pub mod fence;
+pub mod holds;
 pub mod lease;
 pub mod lock;
 pub mod permanent;

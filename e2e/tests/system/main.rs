@@ -12,4 +12,3 @@ mod load;
 mod poison;
 mod seed;
 mod settings;
-mod validation;

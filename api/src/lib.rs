@@ -8,6 +8,8 @@ mod broker;
 mod catalog;
 pub mod config;
 mod extract;
+mod known_events;
+mod middleware;
 mod pending;
 mod problem;
 mod ratelimit;

@@ -21,7 +21,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use crate::{problem::ApiError, ratelimit, state::AppState};
+use crate::{middleware::limit_reserve, problem::ApiError, state::AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -65,10 +65,8 @@ impl Modify for SecuritySchemes {
 }
 
 pub fn router(state: AppState) -> Router {
-    let reserve = post(reserve::reserve).route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        ratelimit::limit,
-    ));
+    let reserve = post(reserve::reserve)
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_reserve));
     Router::new()
         .route("/events", post(events::create).get(events::list))
         .route("/events/{id}", get(events::get))

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod entities;
 pub mod etcd;
 pub mod messages;

@@ -2,55 +2,13 @@
 //! outcomes back. Every message carries a format version so a worker can
 //! dead-letter what it does not understand instead of guessing.
 
-use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub use crate::domain::ReservationStatus;
 
 /// The only command format this build understands.
 pub const FORMAT_VERSION: u8 = 1;
-
-/// State of a reservation. `pending` until a worker decides it.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    EnumIter,
-    DeriveActiveEnum,
-    Serialize,
-    Deserialize,
-    ToSchema,
-)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
-#[serde(rename_all = "snake_case")]
-pub enum ReservationStatus {
-    #[sea_orm(string_value = "pending")]
-    Pending,
-    #[sea_orm(string_value = "confirmed")]
-    Confirmed,
-    #[sea_orm(string_value = "rejected")]
-    Rejected,
-    #[sea_orm(string_value = "cancelled")]
-    Cancelled,
-}
-
-impl ReservationStatus {
-    pub fn is_decided(self) -> bool {
-        self != Self::Pending
-    }
-
-    /// The message that goes with a reservation in this state.
-    pub fn message(self) -> &'static str {
-        match self {
-            Self::Pending => "Reservation pending",
-            Self::Confirmed => "Ticket reserved",
-            Self::Rejected => "Not enough tickets",
-            Self::Cancelled => "Reservation cancelled",
-        }
-    }
-}
 
 /// A request for a worker to decide.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

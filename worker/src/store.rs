@@ -13,8 +13,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, IsolationLevel, QueryFilter, QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    IsolationLevel, QueryFilter, QuerySelect, TransactionTrait,
     sea_query::{Expr, ExprTrait, MysqlQueryBuilder, Query},
 };
 use shared::{
@@ -186,7 +186,7 @@ fn insert(rows: &[reservation::Model]) -> Result<String, DbErr> {
                 row.client_id.into(),
                 row.user_id.into(),
                 row.quantity.into(),
-                row.status.to_value().into(),
+                row.status.into(),
                 row.fence_token.into(),
                 row.created_at.naive_utc().into(),
                 row.updated_at.naive_utc().into(),
@@ -238,7 +238,7 @@ async fn update(
 ) -> Result<(), DbErr> {
     use reservation::Column as C;
     let mut update = reservation::Entity::update_many()
-        .col_expr(C::Status, Expr::value(booking.status.to_value()))
+        .col_expr(C::Status, Expr::value(booking.status))
         .col_expr(C::FenceToken, Expr::value(fence))
         .col_expr(C::UpdatedAt, Expr::value(now));
     if from == ReservationStatus::Pending {

@@ -22,7 +22,7 @@ use crate::{
     requests,
     routes::reserve::accepted,
     state::AppState,
-    views::{Accepted, Reservation},
+    views::{Accepted, Reservation, Status},
 };
 
 /// The reservation as `caller` may see it: decided (`reservations`), or
@@ -82,18 +82,18 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     let stored = find(&state, caller, id).await?;
     match stored.status {
-        ReservationStatus::Cancelled => return Ok(Json(stored).into_response()),
-        ReservationStatus::Pending => {
+        Status::Cancelled => return Ok(Json(stored).into_response()),
+        Status::Pending => {
             return Err(ApiError::Conflict(
                 "the reservation is not decided yet; cancel it once it is confirmed".into(),
             ));
         }
-        ReservationStatus::Rejected => {
+        Status::Rejected => {
             return Err(ApiError::Conflict(
                 "a rejected reservation holds no tickets to cancel".into(),
             ));
         }
-        ReservationStatus::Confirmed => {}
+        Status::Confirmed => {}
     }
     let command = Command::Cancel {
         reservation_id: id,

@@ -9,8 +9,8 @@ use anyhow::Context;
 use axum::Router;
 use shared::{
     cache::AvailabilityCache,
+    reconnect::retry_until_ok,
     settings::{LiveSettings, Settings},
-    shutdown::retry_until_ok,
     topology::Topology,
 };
 use tokio::task::JoinHandle;

@@ -17,8 +17,8 @@ use sea_orm::DatabaseConnection;
 use shared::{
     cache::AvailabilityCache,
     messages::{self, Command, ReservationStatus},
+    reconnect,
     settings::LiveSettings,
-    shutdown::reconnect_backoff,
     topology::Topology,
 };
 use tokio_util::sync::CancellationToken;
@@ -106,26 +106,17 @@ impl Worker {
 
     /// Consumes until `shutdown`, reconnecting to the broker as needed.
     pub async fn run(&self, shutdown: &CancellationToken) {
-        let mut delays = reconnect_backoff().build();
-        loop {
-            let started = Instant::now();
+        reconnect::keep_up("broker session", shutdown, || async {
             let result = self.session(shutdown).await;
             // Whatever ended the session, no batch is in progress: hand the
             // kept locks back rather than make other workers wait them out.
             self.holds.release_all_but(None).await;
             match result {
-                Ok(()) | Err(SessionError::ShuttingDown) => return,
-                Err(error) => tracing::warn!(%error, "broker session ended"),
+                Ok(()) | Err(SessionError::ShuttingDown) => Ok(()),
+                Err(error) => Err(error),
             }
-            if started.elapsed() > Duration::from_secs(30) {
-                delays = reconnect_backoff().build();
-            }
-            let delay = delays.next().unwrap_or(Duration::from_secs(5));
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
+        })
+        .await;
     }
 
     async fn session(&self, shutdown: &CancellationToken) -> Result<(), SessionError> {
@@ -299,7 +290,7 @@ impl Worker {
         keep: bool,
         shutdown: &CancellationToken,
     ) -> Result<Decided, SessionError> {
-        let mut delays = reconnect_backoff().build();
+        let mut delays = reconnect::backoff().build();
         loop {
             match self.attempt(event_id, commands, keep).await {
                 Ok(decided) => return Ok(decided),

@@ -88,13 +88,20 @@ impl Broker {
 
     /// Publishes a persistent command and waits for the broker's confirm, so
     /// `Ok` means the command is stored in the durable queue.
-    pub async fn publish(&self, command: &Command) -> Result<(), PublishError> {
+    /// `request_id` travels in the `x-request-id` header, so that the
+    /// worker's log lines about the command name the HTTP request.
+    pub async fn publish(
+        &self,
+        command: &Command,
+        request_id: Option<&str>,
+    ) -> Result<(), PublishError> {
         let channel = self.current_channel().ok_or(PublishError::NotConnected)?;
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
             .with_reply_to(self.reply_queue.as_str().into())
-            .with_correlation_id(command.reservation_id().to_string().into());
+            .with_correlation_id(command.reservation_id().to_string().into())
+            .with_headers(messages::request_headers(request_id));
         let payload = messages::encode(command);
         let confirm = async {
             channel

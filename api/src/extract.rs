@@ -11,6 +11,9 @@ use std::str::FromStr;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
+/// The header of the request id.
+pub const REQUEST_ID: &str = "x-request-id";
+
 use crate::{
     auth::{Admin, Caller},
     problem::ApiError,
@@ -157,5 +160,24 @@ impl FromRequestParts<AppState> for Admin {
             )),
             Err(other) => Err(other),
         }
+    }
+}
+
+/// The id of this HTTP request (`x-request-id`: the client's, or the one
+/// the api gave it), passed on with the commands it publishes so that the
+/// workers' log lines name it.
+pub struct RequestId(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .headers
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        ))
     }
 }

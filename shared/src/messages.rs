@@ -49,6 +49,35 @@ impl Command {
     }
 }
 
+/// The AMQP header that carries the id of the HTTP request a command came
+/// from (the api's `x-request-id`), for the logs.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The headers of a command published for the HTTP request `request_id`.
+pub fn request_headers(request_id: Option<&str>) -> lapin::types::FieldTable {
+    let mut headers = lapin::types::FieldTable::default();
+    if let Some(id) = request_id {
+        headers.insert(
+            REQUEST_ID_HEADER.into(),
+            lapin::types::AMQPValue::LongString(id.into()),
+        );
+    }
+    headers
+}
+
+/// The HTTP request id a delivered command carries, if any.
+pub fn request_id(properties: &lapin::BasicProperties) -> Option<String> {
+    match properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get(REQUEST_ID_HEADER)?
+    {
+        lapin::types::AMQPValue::LongString(id) => Some(id.to_string()),
+        _ => None,
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Envelope<T> {
     v: u8,

@@ -22,6 +22,7 @@ use shared::{
     topology::Topology,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{
     config::Config,
@@ -215,11 +216,17 @@ impl Worker {
         self.holds
             .release_all_but(groups.first().map(|(event, _)| *event).filter(|_| keep))
             .await;
-        futures::future::join_all(
-            groups
-                .into_iter()
-                .map(|(event_id, items)| self.settle(event_id, items, keep, replies, shutdown)),
-        )
+        futures::future::join_all(groups.into_iter().map(|(event_id, items)| {
+            // One span per group: its lines, and each command's
+            // "decided" line, share the batch id and the event.
+            let span = tracing::info_span!(
+                "batch",
+                batch = %uuid::Uuid::new_v4().simple(),
+                event_id,
+            );
+            self.settle(event_id, items, keep, replies, shutdown)
+                .instrument(span)
+        }))
         .await
         .into_iter()
         .collect()
@@ -261,6 +268,14 @@ impl Worker {
             for (delivery, _) in &items {
                 delivery.acker.ack(BasicAckOptions::default()).await?;
             }
+        }
+        for ((delivery, _), outcome) in items.iter().zip(&decided.outcomes) {
+            tracing::debug!(
+                reservation_id = %outcome.reservation_id,
+                request_id = messages::request_id(&delivery.properties).unwrap_or_default(),
+                status = outcome.status.as_str(),
+                "decided"
+            );
         }
         let confirmed = count(&decided, ReservationStatus::Confirmed);
         let rejected = count(&decided, ReservationStatus::Rejected);

@@ -53,6 +53,7 @@ pub async fn dead_letter_refused(
         };
         tracing::error!(
             ?command,
+            request_id = messages::request_id(&delivery.properties).unwrap_or_default(),
             reason,
             "dead-lettering a command the database refused"
         );

@@ -14,13 +14,14 @@ use shared::{
     entities::{reservation, user},
     messages::{Command, Outcome, ReservationStatus},
 };
+use tracing::Span;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::{
     auth::Caller,
     catalog,
-    extract::{OptionalJson, PathId, QueryParams},
+    extract::{OptionalJson, PathId, QueryParams, RequestId},
     pending::{self, Waited},
     problem::{ApiError, Problem, Unavailability},
     requests::{self, Ask, Claim},
@@ -80,14 +81,18 @@ pub struct ReserveParams {
         (status = 429, description = "This client is over its rate limit; see Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
+#[tracing::instrument(name = "reserve", skip_all, fields(event_id, reservation_id))]
 pub async fn reserve(
     State(state): State<AppState>,
     caller: Caller,
+    RequestId(request_id): RequestId,
     PathId(event): PathId<EventId>,
     QueryParams(params): QueryParams<ReserveParams>,
     headers: HeaderMap,
     OptionalJson(body): OptionalJson<ReserveRequest>,
 ) -> Result<Response, ApiError> {
+    let span = Span::current();
+    span.record("event_id", event.0);
     let settings = state.settings.current();
     let body = body.unwrap_or_default();
     let quantity = Quantity::parse(body.quantity.unwrap_or(1), settings.max_quantity)
@@ -124,6 +129,7 @@ pub async fn reserve(
         },
         None => (ReservationId::random().0, false),
     };
+    span.record("reservation_id", tracing::field::display(reservation_id));
     let command = Command::Reserve {
         reservation_id,
         event_id: event.0,
@@ -145,10 +151,11 @@ pub async fn reserve(
     };
 
     if respond_async {
-        pending::publish(&state, &command).await?;
+        pending::publish(&state, &command, request_id.as_deref()).await?;
         return Ok(queued("Reservation queued", true).await);
     }
-    match pending::publish_and_wait(&state, &command, settings.reserve_wait_timeout).await? {
+    let wait = settings.reserve_wait_timeout;
+    match pending::publish_and_wait(&state, &command, request_id.as_deref(), wait).await? {
         Waited::Decided(outcome) if outcome.refused.is_some() => {
             Err(ApiError::Refused(outcome.refused.unwrap_or_default()))
         }

@@ -12,3 +12,4 @@ mod load;
 mod poison;
 mod seed;
 mod settings;
+mod trace;

@@ -9,16 +9,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{
-    extract::FromRequestParts,
-    http::{HeaderMap, header, request::Parts},
-};
+use axum::http::{HeaderMap, header};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use sha2::{Digest, Sha256};
 use shared::entities::client;
 use subtle::ConstantTimeEq;
 
-use crate::{problem::ApiError, state::AppState};
+use crate::problem::ApiError;
 
 /// The owner id of anonymous requests (no row in `clients`).
 pub const ANONYMOUS: i64 = 0;
@@ -73,6 +70,10 @@ impl Keys {
         }
     }
 
+    pub fn admin_enabled(&self) -> bool {
+        self.admin.is_some()
+    }
+
     /// Forgets a key at once on this replica (after revocation).
     pub fn forget(&self, client_id: i64) {
         self.verified
@@ -81,7 +82,7 @@ impl Keys {
             .retain(|_, (id, _)| *id != client_id);
     }
 
-    async fn identify(
+    pub async fn identify(
         &self,
         db: &DatabaseConnection,
         headers: &HeaderMap,
@@ -152,42 +153,9 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     Ok(Some(token))
 }
 
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    /// Resolved once per request: the rate limiter resolves it first and
-    /// leaves it in the request's extensions for the handler.
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(caller) = parts.extensions.get::<Caller>() {
-            return Ok(*caller);
-        }
-        let caller = state.keys.identify(&state.db, &parts.headers).await?;
-        parts.extensions.insert(caller);
-        Ok(caller)
-    }
-}
-
 /// Proof that the request carries the admin token: the extractor of every
-/// admin endpoint. Without `ADMIN_TOKEN` they all answer 403 saying how to
-/// set it, whatever the request carries.
+/// admin endpoint (see `extract`).
 pub struct Admin;
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if state.keys.admin.is_none() {
-            return Err(ApiError::AdminDisabled);
-        }
-        match Caller::from_request_parts(parts, state).await {
-            Ok(Caller::Admin) => Ok(Self),
-            Ok(_) | Err(ApiError::Unauthorized(_)) => Err(ApiError::Unauthorized(
-                "this endpoint needs the admin token: `Authorization: Bearer <ADMIN_TOKEN>`".into(),
-            )),
-            Err(other) => Err(other),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

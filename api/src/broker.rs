@@ -5,10 +5,9 @@
 
 use std::{
     sync::{Arc, RwLock},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use backon::BackoffBuilder;
 use futures::StreamExt;
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties,
@@ -19,7 +18,7 @@ use lapin::{
 };
 use shared::{
     messages::{self, Command, Reply},
-    shutdown::reconnect_backoff,
+    reconnect,
     topology::Topology,
 };
 use tokio_util::sync::CancellationToken;
@@ -38,6 +37,14 @@ pub enum PublishError {
     Refused,
     #[error("broker error: {0}")]
     Broker(#[from] lapin::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error(transparent)]
+    Broker(#[from] lapin::Error),
+    #[error("the broker ended the reply consumer")]
+    RepliesEnded,
 }
 
 pub struct Broker {
@@ -81,13 +88,20 @@ impl Broker {
 
     /// Publishes a persistent command and waits for the broker's confirm, so
     /// `Ok` means the command is stored in the durable queue.
-    pub async fn publish(&self, command: &Command) -> Result<(), PublishError> {
+    /// `request_id` travels in the `x-request-id` header, so that the
+    /// worker's log lines about the command name the HTTP request.
+    pub async fn publish(
+        &self,
+        command: &Command,
+        request_id: Option<&str>,
+    ) -> Result<(), PublishError> {
         let channel = self.current_channel().ok_or(PublishError::NotConnected)?;
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
             .with_reply_to(self.reply_queue.as_str().into())
-            .with_correlation_id(command.reservation_id().to_string().into());
+            .with_correlation_id(command.reservation_id().to_string().into())
+            .with_headers(messages::request_headers(request_id));
         let payload = messages::encode(command);
         let confirm = async {
             channel
@@ -117,33 +131,23 @@ impl Broker {
 
     /// Keeps a connection up until `shutdown`.
     pub async fn run(self: Arc<Self>, amqp_url: String, shutdown: CancellationToken) {
-        let mut delays = reconnect_backoff().build();
-        loop {
-            let started = Instant::now();
+        reconnect::keep_up("broker connection", &shutdown, || async {
             let result = tokio::select! {
-                _ = shutdown.cancelled() => break,
+                () = shutdown.cancelled() => Ok(()),
                 result = self.session(&amqp_url) => result,
             };
             self.set_channel(None);
-            if let Err(error) = result {
-                tracing::warn!(%error, "broker connection lost");
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                delays = reconnect_backoff().build();
-            }
-            let delay = delays.next().unwrap_or(Duration::from_secs(5));
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
+            result
+        })
+        .await;
         if let Some(channel) = self.current_channel() {
             let _ = channel.close(200, "api stopping".into()).await;
         }
         self.set_channel(None);
     }
 
-    async fn session(&self, amqp_url: &str) -> Result<(), lapin::Error> {
+    /// One connection's life; it only ends with an error.
+    async fn session(&self, amqp_url: &str) -> Result<(), SessionError> {
         let connection = Connection::connect(
             amqp_url,
             ConnectionProperties::default().with_connection_name("api".into()),
@@ -190,6 +194,6 @@ impl Broker {
                 Err(error) => tracing::warn!(%error, "ignoring an unreadable reply"),
             }
         }
-        Ok(())
+        Err(SessionError::RepliesEnded)
     }
 }

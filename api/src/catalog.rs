@@ -1,38 +1,10 @@
 //! Reads of events and their availability: Redis first when it has the
 //! answer, MySQL otherwise (and then the cache is refilled).
 
-use std::{
-    collections::HashSet,
-    sync::{PoisonError, RwLock},
-};
-
 use sea_orm::EntityTrait;
 use shared::entities::event;
 
 use crate::{problem::ApiError, state::AppState};
-
-/// Ids of events this process has seen exist. Events are never deleted, so
-/// once seen, an event's existence needs no further round trip: the reserve
-/// path then touches neither Redis nor MySQL before publishing (a burst of
-/// requests for a new event would otherwise all miss the cache at once).
-#[derive(Default)]
-pub struct KnownEvents(RwLock<HashSet<i64>>);
-
-impl KnownEvents {
-    fn contains(&self, id: i64) -> bool {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&id)
-    }
-
-    fn insert(&self, id: i64) {
-        self.0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id);
-    }
-}
 
 /// `Ok` if the event exists, else 404.
 pub async fn ensure_exists(state: &AppState, event_id: i64) -> Result<(), ApiError> {

@@ -11,7 +11,14 @@ use std::str::FromStr;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
-use crate::{problem::ApiError, state::AppState};
+/// The header of the request id.
+pub const REQUEST_ID: &str = "x-request-id";
+
+use crate::{
+    auth::{Admin, Caller},
+    problem::ApiError,
+    state::AppState,
+};
 
 /// An optional JSON body. No body (or only whitespace) is `None` whatever
 /// the content type, so a bare `curl -X POST` works; a body must be JSON.
@@ -119,5 +126,58 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
             .await
             .map(|Query(value)| Self(value))
             .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+/// Resolved once per request: the rate limiter resolves it first and
+/// leaves it in the request's extensions for the handler.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(*caller);
+        }
+        let caller = state.keys.identify(&state.db, &parts.headers).await?;
+        parts.extensions.insert(caller);
+        Ok(caller)
+    }
+}
+
+/// The admin token, or why not: without `ADMIN_TOKEN` every admin
+/// endpoint answers 403 saying how to set it, whatever the request carries.
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if !state.keys.admin_enabled() {
+            return Err(ApiError::AdminDisabled);
+        }
+        match Caller::from_request_parts(parts, state).await {
+            Ok(Caller::Admin) => Ok(Self),
+            Ok(_) | Err(ApiError::Unauthorized(_)) => Err(ApiError::Unauthorized(
+                "this endpoint needs the admin token: `Authorization: Bearer <ADMIN_TOKEN>`".into(),
+            )),
+            Err(other) => Err(other),
+        }
+    }
+}
+
+/// The id of this HTTP request (`x-request-id`: the client's, or the one
+/// the api gave it), passed on with the commands it publishes so that the
+/// workers' log lines name it.
+pub struct RequestId(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .headers
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        ))
     }
 }

@@ -31,9 +31,13 @@ pub enum Waited {
     NotYet,
 }
 
-/// Publishes `command`.
-pub async fn publish(state: &AppState, command: &Command) -> Result<Sent, ApiError> {
-    match state.broker.publish(command).await {
+/// Publishes `command` for the HTTP request `request_id`.
+pub async fn publish(
+    state: &AppState,
+    command: &Command,
+    request_id: Option<&str>,
+) -> Result<Sent, ApiError> {
+    match state.broker.publish(command, request_id).await {
         Ok(()) => Ok(Sent::Queued),
         Err(PublishError::Unconfirmed) => {
             tracing::warn!(reservation_id = %command.reservation_id(), "publish not confirmed in time");
@@ -61,6 +65,7 @@ pub async fn publish(state: &AppState, command: &Command) -> Result<Sent, ApiErr
 pub async fn publish_and_wait(
     state: &AppState,
     command: &Command,
+    request_id: Option<&str>,
     wait: Duration,
 ) -> Result<Waited, ApiError> {
     // Registered before publishing, or a fast worker's outcome could arrive
@@ -72,7 +77,7 @@ pub async fn publish_and_wait(
         .map_err(|full| {
             ApiError::unavailable(Unavailability::Overloaded, full.to_string(), RETRY_AFTER)
         })?;
-    if let Sent::Unconfirmed = publish(state, command).await? {
+    if let Sent::Unconfirmed = publish(state, command, request_id).await? {
         return Ok(Waited::NotYet);
     }
     Ok(match tokio::time::timeout(wait, waiter.outcome()).await {

@@ -1,7 +1,7 @@
 //! The one place errors become HTTP answers: RFC 9457 problem documents for
 //! every refused request. Internal causes are logged, never sent. Each kind
 //! of refusal has its own `type`, a page this api serves under
-//! `/problems/` (see [`crate::routes::problems`]), so clients can branch on
+//! `/problems/` (the `problems` routes), so clients can branch on
 //! it.
 
 use axum::{

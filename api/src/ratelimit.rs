@@ -17,16 +17,11 @@ use std::{
     time::Duration,
 };
 
-use axum::{
-    extract::{FromRequestParts, Request, State},
-    http::{HeaderMap, HeaderName},
-    middleware::Next,
-    response::{IntoResponse, Response},
-};
+use axum::http::{HeaderMap, HeaderName};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use tokio_util::sync::CancellationToken;
 
-use crate::{auth::Caller, problem::ApiError, state::AppState};
+use crate::auth::Caller;
 
 /// Whose budget a request spends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,29 +101,6 @@ fn block(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(_) => address,
         IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
-    }
-}
-
-/// Middleware: identifies the caller (401 for a bad key) and answers 429
-/// to one over its budget. The caller stays in the request for the handler.
-pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(limiter) = state.reserve_limiter.clone() else {
-        return next.run(request).await;
-    };
-    let (mut parts, body) = request.into_parts();
-    let caller = match Caller::from_request_parts(&mut parts, &state).await {
-        Ok(caller) => caller,
-        Err(error) => return error.into_response(),
-    };
-    let verdict = limiter
-        .key(caller, &parts.headers)
-        .map_or(Ok(()), |key| limiter.check(key));
-    match verdict {
-        Ok(()) => next.run(Request::from_parts(parts, body)).await,
-        Err(wait) => ApiError::TooManyRequests {
-            retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
-        }
-        .into_response(),
     }
 }
 

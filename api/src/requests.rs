@@ -5,7 +5,11 @@
 
 use chrono::Utc;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, SqlErr};
-use shared::entities::reservation_request;
+use shared::{
+    domain::{IdempotencyKey, ReservationId},
+    entities::reservation_request,
+    messages::Outcome,
+};
 use uuid::Uuid;
 
 use crate::{problem::ApiError, state::AppState};
@@ -16,6 +20,16 @@ pub struct Ask {
     pub event_id: i64,
     pub quantity: i32,
     pub user_id: Option<i64>,
+}
+
+impl From<&Outcome> for Ask {
+    fn from(o: &Outcome) -> Self {
+        Self {
+            event_id: o.event_id,
+            quantity: o.quantity,
+            user_id: o.user_id,
+        }
+    }
 }
 
 impl From<&reservation_request::Model> for Ask {
@@ -36,13 +50,6 @@ pub enum Claim {
     Replay(Uuid),
 }
 
-/// A fresh reservation id: time-ordered (new rows append to the primary key
-/// index) with 74 random bits, so no one can guess another client's id.
-pub fn new_id() -> Uuid {
-    let millis = Utc::now().timestamp_millis().max(0) as u64;
-    uuid::Builder::from_unix_timestamp_millis(millis, &rand::random::<[u8; 10]>()).into_uuid()
-}
-
 fn row(id: Uuid, owner: i64, key: Option<&str>, ask: Ask) -> reservation_request::ActiveModel {
     reservation_request::ActiveModel {
         id: Set(id),
@@ -59,9 +66,14 @@ fn row(id: Uuid, owner: i64, key: Option<&str>, ask: Ask) -> reservation_request
 /// `(client_id, idempotency_key)` decides between two requests that claim
 /// the same key at once: the loser reads the winner's row, and a different
 /// request there is refused (422) before anything is queued.
-pub async fn claim(state: &AppState, owner: i64, key: &str, ask: Ask) -> Result<Claim, ApiError> {
-    let id = new_id();
-    let inserted = reservation_request::Entity::insert(row(id, owner, Some(key), ask))
+pub async fn claim(
+    state: &AppState,
+    owner: i64,
+    key: &IdempotencyKey,
+    ask: Ask,
+) -> Result<Claim, ApiError> {
+    let id = ReservationId::random().0;
+    let inserted = reservation_request::Entity::insert(row(id, owner, Some(key.as_str()), ask))
         .exec_without_returning(&state.db)
         .await;
     match inserted {
@@ -71,10 +83,15 @@ pub async fn claim(state: &AppState, owner: i64, key: &str, ask: Ask) -> Result<
     }
     let first = reservation_request::Entity::find()
         .filter(reservation_request::Column::ClientId.eq(owner))
-        .filter(reservation_request::Column::IdempotencyKey.eq(key))
+        .filter(reservation_request::Column::IdempotencyKey.eq(key.as_str()))
         .one(&state.db)
         .await?
-        .ok_or_else(|| ApiError::Internal(format!("key {key:?} is taken but has no request")))?;
+        .ok_or_else(|| {
+            ApiError::Internal(format!(
+                "key {:?} is taken but has no request",
+                key.as_str()
+            ))
+        })?;
     if Ask::from(&first) == ask {
         Ok(Claim::Replay(first.id))
     } else {
@@ -102,16 +119,4 @@ pub async fn find(
     Ok(reservation_request::Entity::find_by_id(id)
         .one(&state.db)
         .await?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_version_7_and_differ_in_their_random_bits() {
-        let (a, b) = (new_id(), new_id());
-        assert_eq!(a.get_version_num(), 7);
-        assert_ne!(a.as_bytes()[6..], b.as_bytes()[6..]);
-    }
 }

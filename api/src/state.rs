@@ -5,7 +5,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 use shared::{cache::AvailabilityCache, settings::LiveSettings};
 
-use crate::{auth::Keys, broker::Broker, catalog::KnownEvents, ratelimit::ClientLimiter};
+use crate::{auth::Keys, broker::Broker, known_events::KnownEvents, ratelimit::ClientLimiter};
 
 #[derive(Clone)]
 pub struct AppState {

@@ -10,6 +10,28 @@ use shared::{
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+/// A reservation's state as clients see it (the domain's
+/// `ReservationStatus`, which knows nothing of OpenAPI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Confirmed,
+    Rejected,
+    Cancelled,
+}
+
+impl From<ReservationStatus> for Status {
+    fn from(status: ReservationStatus) -> Self {
+        match status {
+            ReservationStatus::Pending => Self::Pending,
+            ReservationStatus::Confirmed => Self::Confirmed,
+            ReservationStatus::Rejected => Self::Rejected,
+            ReservationStatus::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
 /// `GET /events/{id}/tickets`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Tickets {
@@ -24,7 +46,7 @@ pub struct Decision {
     pub message: String,
     pub remaining_tickets: i32,
     pub reservation_id: Uuid,
-    pub status: ReservationStatus,
+    pub status: Status,
     pub quantity: i32,
     pub event_id: i64,
     pub user_id: Option<i64>,
@@ -36,7 +58,7 @@ impl From<Outcome> for Decision {
             message: o.message,
             remaining_tickets: o.remaining_tickets,
             reservation_id: o.reservation_id,
-            status: o.status,
+            status: o.status.into(),
             quantity: o.quantity,
             event_id: o.event_id,
             user_id: o.user_id,
@@ -48,7 +70,7 @@ impl From<Outcome> for Decision {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
     pub reservation_id: Uuid,
-    pub status: ReservationStatus,
+    pub status: Status,
     pub message: String,
 }
 
@@ -62,7 +84,7 @@ pub struct Reservation {
     pub client_id: i64,
     pub event_id: i64,
     pub quantity: i32,
-    pub status: ReservationStatus,
+    pub status: Status,
     pub user_id: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -76,7 +98,7 @@ impl From<reservation::Model> for Reservation {
             client_id: r.client_id,
             event_id: r.event_id,
             quantity: r.quantity,
-            status: r.status,
+            status: r.status.into(),
             user_id: r.user_id,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -93,7 +115,7 @@ impl From<reservation_request::Model> for Reservation {
             client_id: r.client_id,
             event_id: r.event_id,
             quantity: r.quantity,
-            status: ReservationStatus::Pending,
+            status: Status::Pending,
             user_id: r.user_id,
             created_at: r.created_at,
             updated_at: r.created_at,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use sea_orm::DatabaseConnection;
 use shared::messages::Command;
-use worker::decide::decide;
+use worker::store::decide;
 
 use crate::{
     load::progress,

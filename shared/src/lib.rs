@@ -5,9 +5,11 @@
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod entities;
 pub mod etcd;
 pub mod messages;
+pub mod reconnect;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -2,55 +2,13 @@
 //! outcomes back. Every message carries a format version so a worker can
 //! dead-letter what it does not understand instead of guessing.
 
-use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub use crate::domain::ReservationStatus;
 
 /// The only command format this build understands.
 pub const FORMAT_VERSION: u8 = 1;
-
-/// State of a reservation. `pending` until a worker decides it.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    EnumIter,
-    DeriveActiveEnum,
-    Serialize,
-    Deserialize,
-    ToSchema,
-)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
-#[serde(rename_all = "snake_case")]
-pub enum ReservationStatus {
-    #[sea_orm(string_value = "pending")]
-    Pending,
-    #[sea_orm(string_value = "confirmed")]
-    Confirmed,
-    #[sea_orm(string_value = "rejected")]
-    Rejected,
-    #[sea_orm(string_value = "cancelled")]
-    Cancelled,
-}
-
-impl ReservationStatus {
-    pub fn is_decided(self) -> bool {
-        self != Self::Pending
-    }
-
-    /// The message that goes with a reservation in this state.
-    pub fn message(self) -> &'static str {
-        match self {
-            Self::Pending => "Reservation pending",
-            Self::Confirmed => "Ticket reserved",
-            Self::Rejected => "Not enough tickets",
-            Self::Cancelled => "Reservation cancelled",
-        }
-    }
-}
 
 /// A request for a worker to decide.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +46,35 @@ impl Command {
         match self {
             Self::Reserve { event_id, .. } | Self::Cancel { event_id, .. } => *event_id,
         }
+    }
+}
+
+/// The AMQP header that carries the id of the HTTP request a command came
+/// from (the api's `x-request-id`), for the logs.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The headers of a command published for the HTTP request `request_id`.
+pub fn request_headers(request_id: Option<&str>) -> lapin::types::FieldTable {
+    let mut headers = lapin::types::FieldTable::default();
+    if let Some(id) = request_id {
+        headers.insert(
+            REQUEST_ID_HEADER.into(),
+            lapin::types::AMQPValue::LongString(id.into()),
+        );
+    }
+    headers
+}
+
+/// The HTTP request id a delivered command carries, if any.
+pub fn request_id(properties: &lapin::BasicProperties) -> Option<String> {
+    match properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get(REQUEST_ID_HEADER)?
+    {
+        lapin::types::AMQPValue::LongString(id) => Some(id.to_string()),
+        _ => None,
     }
 }
 

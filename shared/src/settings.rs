@@ -168,7 +168,7 @@ async fn follow(
     tx: watch::Sender<Arc<Settings>>,
     timeout: Duration,
 ) {
-    let backoff = crate::shutdown::reconnect_backoff();
+    let backoff = crate::reconnect::backoff();
     let mut delays = backoff.build();
     loop {
         match sync_and_watch(&mut client, &prefix, &defaults, &tx, timeout).await {

@@ -69,6 +69,41 @@ fn with_database(url: &str, database: &str) -> String {
     format!("{base}/{database}")
 }
 
+/// A fresh namespace and its own database, migrated, with the demo event:
+/// what every test deployment starts from, in-process or not.
+pub struct Deployment {
+    pub namespace: String,
+    pub database_url: String,
+    pub db: DatabaseConnection,
+}
+
+impl Deployment {
+    pub async fn create() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let namespace = format!("t{}", &id[..12]);
+        let admin_url = env("DATABASE_URL");
+        let admin = shared::db::connect_url(&admin_url, 1, Duration::from_secs(10))
+            .await
+            .expect("connect to MySQL");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {namespace}"))
+            .await
+            .expect("create the test database");
+        admin.close().await.ok();
+        let database_url = with_database(&admin_url, &namespace);
+        let db = shared::db::connect_url(&database_url, 8, Duration::from_secs(10))
+            .await
+            .expect("connect to the test database");
+        Migrator::up(&db, None).await.expect("migrations");
+        migrations::seed_demo_event(&db).await.expect("demo event");
+        Self {
+            namespace,
+            database_url,
+            db,
+        }
+    }
+}
+
 pub struct Options {
     pub workers: usize,
     pub env: BTreeMap<&'static str, String>,
@@ -103,23 +138,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: Options) -> Self {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let namespace = format!("t{}", &id[..12]);
-        let admin_url = env("DATABASE_URL");
-        let admin = shared::db::connect_url(&admin_url, 1, Duration::from_secs(10))
-            .await
-            .expect("connect to MySQL");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {namespace}"))
-            .await
-            .expect("create the test database");
-        admin.close().await.ok();
-        let database_url = with_database(&admin_url, &namespace);
-        let db = shared::db::connect_url(&database_url, 8, Duration::from_secs(10))
-            .await
-            .expect("connect to the test database");
-        Migrator::up(&db, None).await.expect("migrations");
-        migrations::seed_demo_event(&db).await.expect("demo event");
+        let Deployment {
+            namespace,
+            database_url,
+            db,
+        } = Deployment::create().await;
 
         let port = free_port();
         let env: Vec<(String, String)> = vec![

@@ -4,40 +4,35 @@
 //! a crash at any point leads to redelivery, and redelivery to the stored
 //! decision.
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
-use futures::StreamExt;
 use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties, Consumer,
+    Channel, Connection, ConnectionProperties,
     message::Delivery,
-    options::{
-        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-        BasicRejectOptions,
-    },
-    types::{AMQPValue, FieldTable, ShortString},
+    options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions},
+    types::FieldTable,
 };
 use sea_orm::DatabaseConnection;
 use shared::{
     cache::AvailabilityCache,
-    etcd::event_lock_name,
-    messages::{self, Command, Outcome, Reply, ReservationStatus},
+    messages::{self, Command, ReservationStatus},
+    reconnect,
     settings::LiveSettings,
-    shutdown::reconnect_backoff,
     topology::Topology,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{
     config::Config,
-    decide::{self, DecideError, Decided},
+    deliveries,
     fence::{self, Epoch},
+    holds::Holds,
     lease::Lease,
-    lock::{self, HeldLock, LockError},
+    lock::LockError,
     permanent,
+    store::{self, DecideError, Decided},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -66,17 +61,8 @@ pub struct Worker {
     etcd: etcd_client::Client,
     cache: AvailabilityCache,
     settings: LiveSettings,
-    lease: Lease,
     epoch: Epoch,
-    /// Event locks kept between batches: while one event stays busy, its
-    /// next batch needs no etcd round trip. Bounded in time (see `attempt`)
-    /// so that other workers waiting for the lock get their turn.
-    holds: tokio::sync::Mutex<HashMap<i64, Hold>>,
-}
-
-struct Hold {
-    lock: HeldLock,
-    acquired: Instant,
+    holds: Holds,
 }
 
 impl Worker {
@@ -89,15 +75,22 @@ impl Worker {
         lease: Lease,
         epoch: Epoch,
     ) -> Self {
+        let holds = Holds::new(
+            etcd.clone(),
+            lease,
+            &config.connections.namespace,
+            config.lock_wait_timeout(),
+            config.lock_max_hold(),
+            config.connections.backend_timeout(),
+        );
         Self {
             config,
             db,
             etcd,
             cache,
             settings,
-            lease,
             epoch,
-            holds: tokio::sync::Mutex::new(HashMap::new()),
+            holds,
         }
     }
 
@@ -105,58 +98,26 @@ impl Worker {
         &self.db
     }
 
-    /// Releases one lock; if that fails the lock may linger, so the lease it
-    /// hangs on is given up and it dies with it.
-    async fn release(&self, etcd: &mut etcd_client::Client, lock: HeldLock) {
-        if !lock::release(etcd, lock).await {
-            self.lease.abandon();
-        }
-    }
-
-    /// Releases every kept lock (idle, or stopping).
-    async fn release_holds(&self) {
-        self.release_holds_except(None).await;
-    }
-
-    /// Releases every kept lock but `event`'s.
-    async fn release_holds_except(&self, event: Option<i64>) {
-        let holds: Vec<Hold> = {
-            let mut holds = self.holds.lock().await;
-            let unused: Vec<i64> = holds
-                .keys()
-                .copied()
-                .filter(|e| Some(*e) != event)
-                .collect();
-            unused.iter().filter_map(|e| holds.remove(e)).collect()
-        };
-        let mut etcd = self.etcd.clone();
-        for hold in holds {
-            self.release(&mut etcd, hold.lock).await;
-        }
+    fn topology(&self) -> Topology {
+        Topology::new(
+            &self.config.connections.namespace,
+            self.config.connections.command_queue_max_length,
+        )
     }
 
     /// Consumes until `shutdown`, reconnecting to the broker as needed.
     pub async fn run(&self, shutdown: &CancellationToken) {
-        let mut delays = reconnect_backoff().build();
-        loop {
-            let started = Instant::now();
+        reconnect::keep_up("broker session", shutdown, || async {
             let result = self.session(shutdown).await;
             // Whatever ended the session, no batch is in progress: hand the
             // kept locks back rather than make other workers wait them out.
-            self.release_holds().await;
+            self.holds.release_all_but(None).await;
             match result {
-                Ok(()) | Err(SessionError::ShuttingDown) => return,
-                Err(error) => tracing::warn!(%error, "broker session ended"),
+                Ok(()) | Err(SessionError::ShuttingDown) => Ok(()),
+                Err(error) => Err(error),
             }
-            if started.elapsed() > Duration::from_secs(30) {
-                delays = reconnect_backoff().build();
-            }
-            let delay = delays.next().unwrap_or(Duration::from_secs(5));
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
+        })
+        .await;
     }
 
     async fn session(&self, shutdown: &CancellationToken) -> Result<(), SessionError> {
@@ -178,10 +139,7 @@ impl Worker {
         connection: &Connection,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
-        let topology = Topology::new(
-            &self.config.connections.namespace,
-            self.config.connections.command_queue_max_length,
-        );
+        let topology = self.topology();
         let channel = connection.create_channel().await?;
         topology.declare(&channel).await?;
         channel
@@ -202,7 +160,7 @@ impl Worker {
             let size = settings
                 .batch_size
                 .min(usize::from(self.config.prefetch.max(1)));
-            let idle_release = if self.holds.lock().await.is_empty() {
+            let idle_release = if self.holds.is_empty().await {
                 None
             } else {
                 Some(self.config.lock_idle_release())
@@ -212,14 +170,15 @@ impl Worker {
             // received delivery is ever dropped unanswered.
             let first = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                first = next_or_idle(&mut consumer, idle_release) => first,
+                first = deliveries::next_or_idle(&mut consumer, idle_release) => first,
             };
             let Some(first) = first else {
-                self.release_holds().await;
+                self.holds.release_all_but(None).await;
                 continue;
             };
             let first = first.ok_or(SessionError::ConsumerEnded)??;
-            let batch = fill_batch(first, &mut consumer, size, settings.batch_linger).await?;
+            let batch =
+                deliveries::fill_batch(first, &mut consumer, size, settings.batch_linger).await?;
             self.process(batch, &replies, shutdown).await?;
         }
     }
@@ -254,13 +213,20 @@ impl Worker {
         // other forever. So locks are only kept across single-event batches,
         // and every kept lock this batch does not use goes back first.
         let keep = groups.len() == 1;
-        self.release_holds_except(groups.first().map(|(event, _)| *event).filter(|_| keep))
+        self.holds
+            .release_all_but(groups.first().map(|(event, _)| *event).filter(|_| keep))
             .await;
-        futures::future::join_all(
-            groups
-                .into_iter()
-                .map(|(event_id, items)| self.settle(event_id, items, keep, replies, shutdown)),
-        )
+        futures::future::join_all(groups.into_iter().map(|(event_id, items)| {
+            // One span per group: its lines, and each command's
+            // "decided" line, share the batch id and the event.
+            let span = tracing::info_span!(
+                "batch",
+                batch = %uuid::Uuid::new_v4().simple(),
+                event_id,
+            );
+            self.settle(event_id, items, keep, replies, shutdown)
+                .instrument(span)
+        }))
         .await
         .into_iter()
         .collect()
@@ -287,26 +253,9 @@ impl Worker {
             // skipped while Redis is failing (the cache's breaker).
             self.cache.store(event_id, version, available).await;
         }
-        self.dead_letter_refused(&items, &decided.outcomes, replies)
-            .await;
+        deliveries::dead_letter_refused(&self.topology(), &items, &decided.outcomes, replies).await;
         crate::failpoint::hit("after-commit");
-        for (reply_to, outcomes) in by_reply_queue(&items, &decided.outcomes) {
-            let properties =
-                BasicProperties::default().with_content_type("application/json".into());
-            // Best effort: a lost outcome only makes its client poll.
-            if let Err(error) = replies
-                .basic_publish(
-                    "".into(),
-                    reply_to,
-                    BasicPublishOptions::default(),
-                    &messages::encode(&Reply::Batch { outcomes }),
-                    properties,
-                )
-                .await
-            {
-                tracing::warn!(%error, "could not publish outcomes");
-            }
-        }
+        deliveries::reply(&items, &decided.outcomes, replies).await;
         crate::failpoint::hit("after-publish");
         let replied_in = started.elapsed();
         if keep {
@@ -319,6 +268,14 @@ impl Worker {
             for (delivery, _) in &items {
                 delivery.acker.ack(BasicAckOptions::default()).await?;
             }
+        }
+        for ((delivery, _), outcome) in items.iter().zip(&decided.outcomes) {
+            tracing::debug!(
+                reservation_id = %outcome.reservation_id,
+                request_id = messages::request_id(&delivery.properties).unwrap_or_default(),
+                status = outcome.status.as_str(),
+                "decided"
+            );
         }
         let confirmed = count(&decided, ReservationStatus::Confirmed);
         let rejected = count(&decided, ReservationStatus::Rejected);
@@ -336,52 +293,6 @@ impl Worker {
         Ok(())
     }
 
-    /// Puts a copy of each command the database refused for good on the
-    /// dead-letter queue, with the reason in its `x-refused-reason` header;
-    /// the original is then acked with the rest of the batch. Best effort:
-    /// a copy that cannot be published is logged whole.
-    async fn dead_letter_refused(
-        &self,
-        items: &[(Delivery, Command)],
-        outcomes: &[Outcome],
-        channel: &Channel,
-    ) {
-        let topology = Topology::new(
-            &self.config.connections.namespace,
-            self.config.connections.command_queue_max_length,
-        );
-        for ((delivery, command), outcome) in items.iter().zip(outcomes) {
-            let Some(reason) = &outcome.refused else {
-                continue;
-            };
-            tracing::error!(
-                ?command,
-                reason,
-                "dead-lettering a command the database refused"
-            );
-            let mut headers = FieldTable::default();
-            headers.insert(
-                "x-refused-reason".into(),
-                AMQPValue::LongString(reason.as_str().into()),
-            );
-            let properties = BasicProperties::default()
-                .with_delivery_mode(2)
-                .with_headers(headers);
-            if let Err(error) = channel
-                .basic_publish(
-                    topology.dead_letter_exchange.as_str().into(),
-                    topology.dead_letters.as_str().into(),
-                    BasicPublishOptions::default(),
-                    &delivery.data,
-                    properties,
-                )
-                .await
-            {
-                tracing::error!(%error, ?command, "could not dead-letter a refused command");
-            }
-        }
-    }
-
     /// Retries until the group is committed: the commands stay unacked
     /// meanwhile, so an outage of etcd or MySQL delays them but loses none.
     /// A group the database refuses for good (a constraint, not an outage)
@@ -394,7 +305,7 @@ impl Worker {
         keep: bool,
         shutdown: &CancellationToken,
     ) -> Result<Decided, SessionError> {
-        let mut delays = reconnect_backoff().build();
+        let mut delays = reconnect::backoff().build();
         loop {
             match self.attempt(event_id, commands, keep).await {
                 Ok(decided) => return Ok(decided),
@@ -456,37 +367,14 @@ impl Worker {
     }
 
     /// One try: the event's lock (kept from the previous batch when still
-    /// ours), then the fenced transaction.
+    /// ours), then the fenced transaction within its deadline.
     async fn attempt(
         &self,
         event_id: i64,
         commands: &[Command],
         keep: bool,
     ) -> Result<Decided, AttemptError> {
-        let started = Instant::now();
-        let mut etcd = self.etcd.clone();
-        let lease = self.lease.current();
-        let kept = self.holds.lock().await.remove(&event_id);
-        let hold = match kept {
-            Some(hold) if Some(hold.lock.lease) == lease => hold,
-            stale => {
-                if let Some(stale) = stale {
-                    self.release(&mut etcd, stale.lock).await;
-                }
-                let name = event_lock_name(&self.config.connections.namespace, event_id);
-                let lock =
-                    lock::acquire(&mut etcd, &name, lease, self.config.lock_wait_timeout()).await?;
-                tracing::debug!(
-                    event_id,
-                    lock_ms = started.elapsed().as_millis() as u64,
-                    "lock acquired"
-                );
-                Hold {
-                    lock,
-                    acquired: Instant::now(),
-                }
-            }
-        };
+        let hold = self.holds.take(event_id).await?;
         crate::failpoint::pause(
             "after-token",
             format_args!("event {event_id}, token {}", hold.lock.token),
@@ -497,7 +385,7 @@ impl Worker {
         // connection is discarded), so the lock can go to another worker.
         let result = match tokio::time::timeout(
             deadline,
-            decide::decide(&self.db, event_id, token, commands),
+            store::decide(&self.db, event_id, token, commands),
         )
         .await
         {
@@ -505,64 +393,14 @@ impl Worker {
             Err(_) => Err(AttemptError::Deadline(deadline)),
         };
         // Keep the lock for the event's next batch, unless the write failed
-        // (a stale token means it is no longer ours) or it has been held for
-        // long enough that a waiting worker deserves its turn.
+        // (a stale token means it is no longer ours).
         if keep && result.is_ok() {
-            let hold = self.renew_unless_awaited(&mut etcd, event_id, hold).await;
-            if let Some(hold) = hold {
-                self.holds.lock().await.insert(event_id, hold);
-            }
+            self.holds.keep(event_id, hold).await;
         } else {
-            self.release(&mut etcd, hold.lock).await;
+            self.holds.release(hold).await;
         }
         result
     }
-
-    /// A kept lock past its maximum hold goes to the next worker in line; if
-    /// there is none, handing it over would only cost two raft writes (an
-    /// unlock and a lock) for nothing, so this worker starts a new hold. A
-    /// maximum hold of zero means one hold per batch, always released.
-    async fn renew_unless_awaited(
-        &self,
-        etcd: &mut etcd_client::Client,
-        event_id: i64,
-        mut hold: Hold,
-    ) -> Option<Hold> {
-        let max_hold = self.config.lock_max_hold();
-        if hold.acquired.elapsed() < max_hold {
-            return Some(hold);
-        }
-        if max_hold.is_zero() {
-            self.release(etcd, hold.lock).await;
-            return None;
-        }
-        let name = event_lock_name(&self.config.connections.namespace, event_id);
-        if lock::others_waiting(etcd, &name, self.config.connections.backend_timeout()).await {
-            self.release(etcd, hold.lock).await;
-            return None;
-        }
-        hold.acquired = Instant::now();
-        Some(hold)
-    }
-}
-
-/// The outcomes to send, grouped by the reply queue of the api replica
-/// each command came through; commands without one are not waited for.
-fn by_reply_queue(
-    items: &[(Delivery, Command)],
-    outcomes: &[Outcome],
-) -> Vec<(ShortString, Vec<Outcome>)> {
-    let mut groups: Vec<(ShortString, Vec<Outcome>)> = Vec::new();
-    for ((delivery, _), outcome) in items.iter().zip(outcomes) {
-        let Some(reply_to) = delivery.properties.reply_to() else {
-            continue;
-        };
-        match groups.iter_mut().find(|(queue, _)| queue == reply_to) {
-            Some((_, group)) => group.push(outcome.clone()),
-            None => groups.push((reply_to.clone(), vec![outcome.clone()])),
-        }
-    }
-    groups
 }
 
 fn count(decided: &Decided, status: ReservationStatus) -> usize {
@@ -571,33 +409,4 @@ fn count(decided: &Decided, status: ReservationStatus) -> usize {
         .iter()
         .filter(|o| o.status == status)
         .count()
-}
-
-/// The next delivery, or `None` if `idle` passes first.
-async fn next_or_idle(
-    consumer: &mut Consumer,
-    idle: Option<Duration>,
-) -> Option<Option<lapin::Result<Delivery>>> {
-    match idle {
-        Some(idle) => tokio::time::timeout(idle, consumer.next()).await.ok(),
-        None => Some(consumer.next().await),
-    }
-}
-
-/// Gathers more commands after `first` until `size` or `linger`.
-async fn fill_batch(
-    first: Delivery,
-    consumer: &mut Consumer,
-    size: usize,
-    linger: Duration,
-) -> Result<Vec<Delivery>, SessionError> {
-    let mut batch = vec![first];
-    let deadline = tokio::time::Instant::now() + linger;
-    while batch.len() < size {
-        match tokio::time::timeout_at(deadline, consumer.next()).await {
-            Ok(Some(delivery)) => batch.push(delivery?),
-            Ok(None) | Err(_) => break,
-        }
-    }
-    Ok(batch)
 }

@@ -4,9 +4,12 @@
 
 pub mod config;
 pub mod consumer;
-pub mod decide;
+pub mod deliveries;
 pub mod failpoint;
 pub mod fence;
+pub mod holds;
 pub mod lease;
 pub mod lock;
 pub mod permanent;
+pub mod rules;
+pub mod store;

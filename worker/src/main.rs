@@ -4,8 +4,9 @@
 use clap::Parser;
 use shared::{
     cache::AvailabilityCache,
+    reconnect::retry_until_ok,
     settings::{LiveSettings, Settings},
-    shutdown::{retry_until_ok, terminate_signal},
+    shutdown::terminate_signal,
 };
 use tokio_util::sync::CancellationToken;
 use worker::{config::Config, consumer::Worker, fence::Epoch, lease::Lease};

@@ -5,7 +5,7 @@
 //! restart, the command being durable.
 
 use sea_orm::{DbErr, RuntimeErr, sqlx};
-use shared::messages::{Command, Outcome, ReservationStatus};
+use shared::messages::{Command, Outcome};
 
 /// MySQL/MariaDB error codes that mean "this statement can never succeed
 /// as written": foreign key (1451, 1452), CHECK (3819 MySQL, 4025
@@ -32,20 +32,8 @@ pub fn reason(error: &DbErr) -> Option<String> {
 
 /// The outcome of a command the database refused: nothing was stored.
 pub fn refused(command: &Command, reason: &str) -> Outcome {
-    let (quantity, user_id) = match *command {
-        Command::Reserve {
-            quantity, user_id, ..
-        } => (quantity, user_id),
-        Command::Cancel { .. } => (0, None),
-    };
     Outcome {
-        reservation_id: command.reservation_id(),
-        event_id: command.event_id(),
-        quantity,
-        user_id,
-        status: ReservationStatus::Rejected,
-        remaining_tickets: 0,
-        message: "Refused by the database".to_owned(),
         refused: Some(reason.to_owned()),
+        ..crate::rules::refusal(command, "Refused by the database")
     }
 }

@@ -10,18 +10,23 @@ pub mod users;
 
 use axum::{
     Json, Router,
-    http::{Method, Uri},
+    body::Body,
+    http::{HeaderName, Method, Request, Uri},
     middleware,
     routing::{get, post},
 };
-use tower_http::trace::{DefaultOnFailure, TraceLayer};
-use tracing::Level;
+use tower::ServiceBuilder;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::{DefaultOnFailure, TraceLayer},
+};
+use tracing::{Level, Span};
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use crate::{problem::ApiError, ratelimit, state::AppState};
+use crate::{extract::REQUEST_ID, middleware::limit_reserve, problem::ApiError, state::AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -65,10 +70,8 @@ impl Modify for SecuritySchemes {
 }
 
 pub fn router(state: AppState) -> Router {
-    let reserve = post(reserve::reserve).route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        ratelimit::limit,
-    ));
+    let reserve = post(reserve::reserve)
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_reserve));
     Router::new()
         .route("/events", post(events::create).get(events::list))
         .route("/events/{id}", get(events::get))
@@ -91,10 +94,44 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Refusals are answered (and internal errors logged) by `ApiError`;
-        // logging every 503 again at ERROR would drown real failures.
-        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
+        .layer(
+            ServiceBuilder::new()
+                // Every request gets an id (the client's `x-request-id`, or
+                // a new UUID), on its log lines, its answer and the commands
+                // it publishes.
+                .layer(SetRequestIdLayer::new(
+                    HeaderName::from_static(REQUEST_ID),
+                    MakeRequestUuid,
+                ))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        // Refusals are answered (and internal errors logged)
+                        // by `ApiError`; logging every 503 again at ERROR
+                        // would drown real failures.
+                        .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+                )
+                .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+                    REQUEST_ID,
+                ))),
+        )
         .with_state(state)
+}
+
+/// The span of one request: every log line of the request carries its
+/// method, path and id.
+fn request_span(request: &Request<Body>) -> Span {
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %id,
+    )
 }
 
 async fn not_found(uri: Uri) -> ApiError {

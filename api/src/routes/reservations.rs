@@ -16,13 +16,13 @@ use uuid::Uuid;
 
 use crate::{
     auth::Caller,
-    extract::PathId,
+    extract::{PathId, RequestId},
     pending::{self, Waited},
     problem::{ApiError, Problem},
     requests,
     routes::reserve::accepted,
     state::AppState,
-    views::{Accepted, Reservation},
+    views::{Accepted, Reservation, Status},
 };
 
 /// The reservation as `caller` may see it: decided (`reservations`), or
@@ -75,25 +75,27 @@ pub async fn get(
         (status = 409, description = "Not cancellable (pending or rejected)", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
+#[tracing::instrument(name = "cancel", skip_all, fields(reservation_id = %id))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
+    RequestId(request_id): RequestId,
     PathId(id): PathId<Uuid>,
 ) -> Result<Response, ApiError> {
     let stored = find(&state, caller, id).await?;
     match stored.status {
-        ReservationStatus::Cancelled => return Ok(Json(stored).into_response()),
-        ReservationStatus::Pending => {
+        Status::Cancelled => return Ok(Json(stored).into_response()),
+        Status::Pending => {
             return Err(ApiError::Conflict(
                 "the reservation is not decided yet; cancel it once it is confirmed".into(),
             ));
         }
-        ReservationStatus::Rejected => {
+        Status::Rejected => {
             return Err(ApiError::Conflict(
                 "a rejected reservation holds no tickets to cancel".into(),
             ));
         }
-        ReservationStatus::Confirmed => {}
+        Status::Confirmed => {}
     }
     let command = Command::Cancel {
         reservation_id: id,
@@ -101,7 +103,7 @@ pub async fn cancel(
         client_id: stored.client_id,
     };
     let wait = state.settings.current().reserve_wait_timeout;
-    match pending::publish_and_wait(&state, &command, wait).await? {
+    match pending::publish_and_wait(&state, &command, request_id.as_deref(), wait).await? {
         Waited::Decided(outcome) if outcome.status == ReservationStatus::Cancelled => {
             Ok(Json(find(&state, caller, id).await?).into_response())
         }

@@ -9,17 +9,19 @@ use axum::{
 };
 use sea_orm::EntityTrait;
 use serde::Deserialize;
+use shared::domain::{EventId, IdempotencyKey, Quantity, ReservationId};
 use shared::{
     entities::{reservation, user},
     messages::{Command, Outcome, ReservationStatus},
 };
+use tracing::Span;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::{
     auth::Caller,
     catalog,
-    extract::{OptionalJson, PathId, QueryParams},
+    extract::{OptionalJson, PathId, QueryParams, RequestId},
     pending::{self, Waited},
     problem::{ApiError, Problem, Unavailability},
     requests::{self, Ask, Claim},
@@ -79,76 +81,59 @@ pub struct ReserveParams {
         (status = 429, description = "This client is over its rate limit; see Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
+#[tracing::instrument(name = "reserve", skip_all, fields(event_id, reservation_id))]
 pub async fn reserve(
     State(state): State<AppState>,
     caller: Caller,
-    PathId(event_id): PathId<i64>,
+    RequestId(request_id): RequestId,
+    PathId(event): PathId<EventId>,
     QueryParams(params): QueryParams<ReserveParams>,
     headers: HeaderMap,
     OptionalJson(body): OptionalJson<ReserveRequest>,
 ) -> Result<Response, ApiError> {
+    let span = Span::current();
+    span.record("event_id", event.0);
     let settings = state.settings.current();
     let body = body.unwrap_or_default();
-    let quantity = body
-        .quantity
-        .unwrap_or(1)
-        .try_into()
-        .ok()
-        .filter(|q| (1..=settings.max_quantity).contains(q))
-        .ok_or_else(|| {
-            ApiError::Unprocessable(format!(
-                "quantity must be between 1 and {}",
-                settings.max_quantity
-            ))
-        })?;
-    let idempotency_key = idempotency_key(&headers)?;
+    let quantity = Quantity::parse(body.quantity.unwrap_or(1), settings.max_quantity)
+        .map_err(ApiError::Unprocessable)?;
+    let key = idempotency_key(&headers)?;
     let respond_async = params.wait == Some(false) || prefers_async(&headers);
-    if settings.is_paused(event_id) {
+    if settings.is_paused(event.0) {
         return Err(ApiError::unavailable(
             Unavailability::SalesPaused,
-            format!("sales for event {event_id} are paused"),
+            format!("sales for event {event} are paused"),
             PAUSED_RETRY_AFTER,
         ));
     }
-    catalog::ensure_exists(&state, event_id).await?;
-    if let Some(user_id) = body.user_id
-        && user::Entity::find_by_id(user_id)
-            .one(&state.db)
-            .await?
-            .is_none()
-    {
-        return Err(ApiError::Unprocessable(format!(
-            "user {user_id} does not exist"
-        )));
-    }
+    catalog::ensure_exists(&state, event.0).await?;
+    ensure_user_exists(&state, body.user_id).await?;
     let ask = Ask {
-        event_id,
-        quantity,
+        event_id: event.0,
+        quantity: quantity.get(),
         user_id: body.user_id,
     };
     let owner = caller.owner();
 
     // A keyed request is recorded before it is queued (the claim); an
     // unkeyed one only when it is answered before its decision.
-    let (reservation_id, recorded) = match &idempotency_key {
+    let (reservation_id, recorded) = match &key {
         Some(key) => match requests::claim(&state, owner, key, ask).await? {
             Claim::New(id) => (id, true),
-            Claim::Replay(id) => {
-                if let Some(stored) = reservation::Entity::find_by_id(id).one(&state.db).await? {
-                    let remaining = catalog::available(&state, event_id).await?;
-                    return Ok(decided(stored_outcome(stored, remaining)));
-                }
+            Claim::Replay(id) => match replay(&state, id).await? {
+                Some(stored) => return Ok(stored),
                 // Not decided yet (or its first publish failed): queue it
                 // again; the workers decide an id once.
-                (id, true)
-            }
+                None => (id, true),
+            },
         },
-        None => (requests::new_id(), false),
+        None => (ReservationId::random().0, false),
     };
+    span.record("reservation_id", tracing::field::display(reservation_id));
     let command = Command::Reserve {
         reservation_id,
-        event_id,
-        quantity,
+        event_id: event.0,
+        quantity: quantity.get(),
         user_id: body.user_id,
         client_id: owner,
     };
@@ -166,48 +151,62 @@ pub async fn reserve(
     };
 
     if respond_async {
-        pending::publish(&state, &command).await?;
+        pending::publish(&state, &command, request_id.as_deref()).await?;
         return Ok(queued("Reservation queued", true).await);
     }
-    match pending::publish_and_wait(&state, &command, settings.reserve_wait_timeout).await? {
+    let wait = settings.reserve_wait_timeout;
+    match pending::publish_and_wait(&state, &command, request_id.as_deref(), wait).await? {
         Waited::Decided(outcome) if outcome.refused.is_some() => {
             Err(ApiError::Refused(outcome.refused.unwrap_or_default()))
         }
-        Waited::Decided(outcome) => {
-            let stored = Ask {
-                event_id: outcome.event_id,
-                quantity: outcome.quantity,
-                user_id: outcome.user_id,
-            };
-            if stored != ask {
-                return Err(ApiError::IdempotencyKeyReused);
-            }
-            Ok(decided(outcome))
+        // The worker found the id holding another request.
+        Waited::Decided(outcome) if Ask::from(&outcome) != ask => {
+            Err(ApiError::IdempotencyKeyReused)
         }
+        Waited::Decided(outcome) => Ok(decided(outcome)),
         Waited::NotYet => Ok(queued("Reservation queued; not decided yet", false).await),
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+async fn ensure_user_exists(state: &AppState, user_id: Option<i64>) -> Result<(), ApiError> {
+    let Some(user_id) = user_id else {
+        return Ok(());
+    };
+    match user::Entity::find_by_id(user_id).one(&state.db).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::Unprocessable(format!(
+            "user {user_id} does not exist"
+        ))),
+    }
+}
+
+/// The answer to a replayed key whose reservation is decided: its state as
+/// stored now. `None` while it is not decided.
+async fn replay(state: &AppState, id: Uuid) -> Result<Option<Response>, ApiError> {
+    let Some(stored) = reservation::Entity::find_by_id(id).one(&state.db).await? else {
+        return Ok(None);
+    };
+    let remaining = catalog::available(state, stored.event_id).await?;
+    Ok(Some(decided(stored_outcome(stored, remaining))))
+}
+
+/// The `Idempotency-Key` header: absent, or exactly one valid value.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
     let mut values = headers.get_all("idempotency-key").iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
-    let invalid = || {
-        ApiError::BadRequest(
-            "Idempotency-Key must be one value of 1 to 255 visible ASCII characters".into(),
-        )
-    };
     if values.next().is_some() {
-        return Err(invalid());
+        return Err(ApiError::BadRequest(
+            "send one Idempotency-Key header, not several".into(),
+        ));
     }
-    let key = value
+    let raw = value
         .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(invalid)?;
-    Ok(Some(key.to_owned()))
+        .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?;
+    IdempotencyKey::parse(raw)
+        .map(Some)
+        .map_err(ApiError::BadRequest)
 }
 
 fn prefers_async(headers: &HeaderMap) -> bool {
@@ -255,7 +254,7 @@ pub fn accepted(
         [(header::LOCATION, format!("/reservations/{reservation_id}"))],
         Json(Accepted {
             reservation_id,
-            status,
+            status: status.into(),
             message: message.to_owned(),
         }),
     )

@@ -9,7 +9,7 @@ use shared::{
     messages::{Command, ReservationStatus},
 };
 use uuid::Uuid;
-use worker::decide::{DecideError, decide};
+use worker::store::{DecideError, decide};
 
 use testkit::{
     app::{Options, TestApp},

@@ -12,4 +12,4 @@ mod load;
 mod poison;
 mod seed;
 mod settings;
-mod validation;
+mod trace;

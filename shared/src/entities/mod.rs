@@ -5,4 +5,5 @@ pub mod client;
 pub mod event;
 pub mod reservation;
 pub mod reservation_request;
+mod status;
 pub mod user;

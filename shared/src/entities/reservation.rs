@@ -4,7 +4,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::messages::ReservationStatus;
+use crate::domain::ReservationStatus;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "reservations")]
@@ -16,6 +16,7 @@ pub struct Model {
     pub client_id: i64,
     pub user_id: Option<i64>,
     pub quantity: i32,
+    #[sea_orm(column_type = "String(StringLen::N(16))")]
     pub status: ReservationStatus,
     /// Fencing token of the lock hold that last decided this row.
     pub fence_token: Option<i64>,

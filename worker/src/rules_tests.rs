@@ -1,0 +1,205 @@
+//! The decision rules by example, then by property over random batches.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use shared::messages::{Command, ReservationStatus};
+use uuid::Uuid;
+
+use super::{Booking, Write, decide};
+
+const EVENT: i64 = 7;
+
+fn id(n: u128) -> Uuid {
+    Uuid::from_u128(n + 1)
+}
+
+fn reserve(n: u128, quantity: i32) -> Command {
+    Command::Reserve {
+        reservation_id: id(n),
+        event_id: EVENT,
+        quantity,
+        user_id: None,
+        client_id: 0,
+    }
+}
+
+fn cancel(n: u128) -> Command {
+    Command::Cancel {
+        reservation_id: id(n),
+        event_id: EVENT,
+        client_id: 0,
+    }
+}
+
+fn statuses(commands: &[Command], available: i32) -> Vec<ReservationStatus> {
+    decide(EVENT, available, HashMap::new(), commands)
+        .outcomes
+        .iter()
+        .map(|o| o.status)
+        .collect()
+}
+
+#[test]
+fn first_come_first_served_all_or_nothing() {
+    use ReservationStatus::{Confirmed, Rejected};
+    let batch = [reserve(0, 3), reserve(1, 3), reserve(2, 1), reserve(3, 2)];
+    assert_eq!(
+        statuses(&batch, 5),
+        [Confirmed, Rejected, Confirmed, Rejected],
+        "3 fits, 3 does not (2 left), 1 fits, 2 does not (1 left)"
+    );
+}
+
+#[test]
+fn a_reserve_and_its_cancel_in_one_batch_insert_the_final_row() {
+    let decision = decide(EVENT, 5, HashMap::new(), &[reserve(0, 2), cancel(0)]);
+    assert_eq!(decision.outcomes[0].status, ReservationStatus::Confirmed);
+    assert_eq!(decision.outcomes[0].remaining_tickets, 3);
+    assert_eq!(decision.outcomes[1].status, ReservationStatus::Cancelled);
+    assert_eq!(decision.available, 5);
+    assert_eq!(decision.writes[&id(0)], Write::Insert);
+    assert_eq!(
+        decision.bookings[&id(0)].status,
+        ReservationStatus::Cancelled
+    );
+}
+
+#[test]
+fn another_requests_booking_is_reported_never_changed() {
+    let theirs = Booking {
+        id: id(0),
+        event_id: EVENT + 1,
+        client_id: 0,
+        user_id: None,
+        quantity: 1,
+        status: ReservationStatus::Pending,
+    };
+    let decision = decide(
+        EVENT,
+        5,
+        HashMap::from([(id(0), theirs.clone())]),
+        &[reserve(0, 1), cancel(0)],
+    );
+    assert!(decision.writes.is_empty());
+    assert_eq!(decision.available, 5);
+    assert_eq!(
+        decision.outcomes[0].event_id,
+        EVENT + 1,
+        "names what it holds"
+    );
+    assert_eq!(decision.bookings[&id(0)], theirs);
+}
+
+#[test]
+fn a_cancel_by_another_client_is_unknown() {
+    let mine = Booking {
+        id: id(0),
+        event_id: EVENT,
+        client_id: 4,
+        user_id: None,
+        quantity: 2,
+        status: ReservationStatus::Confirmed,
+    };
+    let decision = decide(EVENT, 3, HashMap::from([(id(0), mine)]), &[cancel(0)]);
+    assert_eq!(decision.outcomes[0].message, "Unknown reservation");
+    assert_eq!(decision.available, 3);
+    assert!(decision.writes.is_empty());
+}
+
+/// A random batch: reserves of 1 to 4 tickets, ids often repeated (a
+/// redelivery, a replay), cancels of any of those ids.
+fn batch() -> impl Strategy<Value = Vec<Command>> {
+    let command = prop_oneof![
+        4 => (0u128..12, 1i32..=4).prop_map(|(n, q)| reserve(n, q)),
+        1 => (0u128..12).prop_map(cancel),
+    ];
+    proptest::collection::vec(command, 0..40)
+}
+
+fn confirmed(bookings: &HashMap<Uuid, Booking>) -> i32 {
+    bookings
+        .values()
+        .filter(|b| b.status == ReservationStatus::Confirmed)
+        .map(|b| b.quantity)
+        .sum()
+}
+
+proptest! {
+    /// Never more tickets out than there are; every ticket is either left
+    /// or in a confirmed booking.
+    #[test]
+    fn no_oversell(capacity in 0i32..30, commands in batch()) {
+        let decision = decide(EVENT, capacity, HashMap::new(), &commands);
+        prop_assert!(decision.available >= 0);
+        prop_assert!(decision.available <= capacity);
+        prop_assert_eq!(decision.available + confirmed(&decision.bookings), capacity);
+    }
+
+    /// Each command is decided on what is left at its turn, as a plain
+    /// ledger would: a new reserve is confirmed exactly when its whole
+    /// quantity fits, a cancel of a confirmed booking gives its tickets
+    /// back, and each outcome reports what is left after it.
+    #[test]
+    fn first_come_first_served_and_all_or_nothing(capacity in 0i32..30, commands in batch()) {
+        use ReservationStatus::{Cancelled, Confirmed, Rejected};
+        let decision = decide(EVENT, capacity, HashMap::new(), &commands);
+        let mut ledger: HashMap<Uuid, (i32, ReservationStatus)> = HashMap::new();
+        let mut left = capacity;
+        for (command, outcome) in commands.iter().zip(&decision.outcomes) {
+            match *command {
+                Command::Reserve { reservation_id, quantity, .. } => {
+                    let (_, status) = *ledger.entry(reservation_id).or_insert_with(|| {
+                        let fits = quantity <= left;
+                        if fits {
+                            left -= quantity;
+                        }
+                        (quantity, if fits { Confirmed } else { Rejected })
+                    });
+                    prop_assert_eq!(outcome.status, status);
+                }
+                Command::Cancel { reservation_id, .. } => {
+                    let Some((quantity, status)) = ledger.get_mut(&reservation_id) else {
+                        prop_assert_eq!(outcome.message.as_str(), "Unknown reservation");
+                        continue;
+                    };
+                    if *status == Confirmed {
+                        *status = Cancelled;
+                        left += *quantity;
+                    }
+                    prop_assert_eq!(outcome.status, *status);
+                }
+            }
+            prop_assert_eq!(outcome.remaining_tickets, left);
+        }
+        prop_assert_eq!(decision.available, left);
+    }
+
+    /// Replaying a batch on what it stored decides nothing again: same
+    /// answers, nothing to write, no ticket moves.
+    #[test]
+    fn a_replay_returns_the_stored_decisions(capacity in 0i32..30, commands in batch()) {
+        let first = decide(EVENT, capacity, HashMap::new(), &commands);
+        let reservations: Vec<Command> =
+            commands.iter().filter(|c| matches!(c, Command::Reserve { .. })).cloned().collect();
+        let replay = decide(EVENT, first.available, first.bookings.clone(), &reservations);
+        prop_assert!(replay.writes.is_empty());
+        prop_assert_eq!(replay.available, first.available);
+        for outcome in &replay.outcomes {
+            prop_assert_eq!(outcome.status, first.bookings[&outcome.reservation_id].status);
+        }
+    }
+
+    /// Every write names a booking the batch changed, once; a booking that
+    /// existed and was decided is only ever written by its cancellation.
+    #[test]
+    fn decided_bookings_change_only_by_cancellation(capacity in 0i32..30, commands in batch()) {
+        let first = decide(EVENT, capacity, HashMap::new(), &commands);
+        let again = decide(EVENT, first.available, first.bookings.clone(), &commands);
+        for (id, write) in &again.writes {
+            prop_assert_eq!(*write, Write::Update { from: ReservationStatus::Confirmed });
+            prop_assert_eq!(again.bookings[id].status, ReservationStatus::Cancelled);
+        }
+        prop_assert_eq!(again.available + confirmed(&again.bookings), capacity);
+    }
+}

@@ -56,7 +56,10 @@ async fn the_request_id_reaches_the_workers_log_line_for_its_reservation() {
             assert!(line["span"]["batch"].is_string(), "{line}");
             break;
         }
-        assert!(Instant::now() < deadline, "no decided line for {id}:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "no decided line for {id}:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     std::fs::remove_file(&log).ok();

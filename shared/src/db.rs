@@ -27,22 +27,46 @@ pub async fn connect_url(
         .min_connections(1)
         .connect_timeout(timeout)
         .acquire_timeout(timeout)
-        .idle_timeout(Duration::from_secs(300))
+        // Below MYSQL_WAIT_TIMEOUT_SECS: the pool, not the server, closes
+        // the connections it does not need.
+        .idle_timeout(Duration::from_secs(MYSQL_WAIT_TIMEOUT_SECS / 2))
         .sqlx_logging(false);
-    // A row lock wait ends after (about) the timeout, not InnoDB's 50 s,
-    // so no request or decision waits on a row for longer than it may wait
-    // for any backend. Whole seconds: the variable's unit.
     let lock_wait_secs = timeout.as_secs().max(1);
     options.map_sqlx_mysql_pool_opts(move |pool| {
         pool.after_connect(move |connection, _| {
-            Box::pin(async move {
-                let statement = format!("SET SESSION innodb_lock_wait_timeout = {lock_wait_secs}");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                    .execute(connection)
-                    .await
-                    .map(drop)
-            })
+            Box::pin(async move { bound_session(connection, lock_wait_secs).await })
         })
     });
     Database::connect(options).await
+}
+
+/// MySQL (which has no idle-in-transaction timeout) ends any connection
+/// idle this long, a transaction abandoned by its client included.
+const MYSQL_WAIT_TIMEOUT_SECS: u64 = 60;
+
+/// Bounds what one session can hold up, in whole seconds (the variables'
+/// unit):
+/// - a row lock wait ends after `secs`, not InnoDB's 50 s;
+/// - a transaction whose client went silent (a network partition in the
+///   middle of a decision) is ended by the server after `secs` idle, not
+///   when the server notices the client is gone (`wait_timeout`, 8 h by
+///   default), so its row locks go to the other workers. MariaDB has
+///   `idle_transaction_timeout` for this; on MySQL, where setting it fails,
+///   the connection's `wait_timeout` is shortened instead.
+async fn bound_session(connection: &mut sqlx::MySqlConnection, secs: u64) -> sqlx::Result<()> {
+    let run = |statement: String| sqlx::raw_sql(sqlx::AssertSqlSafe(statement));
+    run(format!("SET SESSION innodb_lock_wait_timeout = {secs}"))
+        .execute(&mut *connection)
+        .await?;
+    let idle = run(format!("SET SESSION idle_transaction_timeout = {secs}"))
+        .execute(&mut *connection)
+        .await;
+    if idle.is_err() {
+        run(format!(
+            "SET SESSION wait_timeout = {MYSQL_WAIT_TIMEOUT_SECS}"
+        ))
+        .execute(&mut *connection)
+        .await?;
+    }
+    Ok(())
 }

@@ -104,7 +104,11 @@ async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut open: watch::
             return;
         }
     }
-    to.shutdown().await.ok();
+    // An end of stream read while the path was open but noticed after a
+    // cut must not cross it either.
+    if open.wait_for(|open| *open).await.is_ok() {
+        to.shutdown().await.ok();
+    }
 }
 
 /// The `host:port` of a `scheme://[user:password@]host:port[/…]` URL.

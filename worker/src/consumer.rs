@@ -43,6 +43,12 @@ enum SessionError {
     ConsumerEnded,
     #[error("shutting down")]
     ShuttingDown,
+    /// MySQL did not let this worker decide for a while: its commands go
+    /// back to the queue, for workers that can, until MySQL answers again.
+    #[error("handing commands back: the database has failed for {0:?} ({1})")]
+    DatabaseFailing(Duration, String),
+    #[error("the database does not answer: {0}")]
+    DatabaseDown(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +127,19 @@ impl Worker {
     }
 
     async fn session(&self, shutdown: &CancellationToken) -> Result<(), SessionError> {
+        // No commands are taken while this worker cannot reach MySQL: they
+        // would only wait in its prefetch while other workers could decide
+        // them.
+        let timeout = self.config.connections.backend_timeout();
+        match tokio::time::timeout(timeout, self.db.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(SessionError::DatabaseDown(error.to_string())),
+            Err(_) => {
+                return Err(SessionError::DatabaseDown(format!(
+                    "no answer in {timeout:?}"
+                )));
+            }
+        }
         let connection = Connection::connect(
             &self.config.connections.amqp_url,
             ConnectionProperties::default().with_connection_name("worker".into()),
@@ -295,6 +314,9 @@ impl Worker {
 
     /// Retries until the group is committed: the commands stay unacked
     /// meanwhile, so an outage of etcd or MySQL delays them but loses none.
+    /// When MySQL has failed this worker for longer than twice the decision
+    /// deadline, the session ends instead and every command it holds goes
+    /// back to the queue (another worker may reach MySQL).
     /// A group the database refuses for good (a constraint, not an outage)
     /// is decided again one command at a time, so that only the commands
     /// at fault are refused.
@@ -306,6 +328,8 @@ impl Worker {
         shutdown: &CancellationToken,
     ) -> Result<Decided, SessionError> {
         let mut delays = reconnect::backoff().build();
+        let hand_back_after = self.config.decide_timeout() * 2;
+        let mut failing_since: Option<Instant> = None;
         loop {
             match self.attempt(event_id, commands, keep).await {
                 Ok(decided) => return Ok(decided),
@@ -331,6 +355,15 @@ impl Worker {
                         stored,
                         "write refused by a newer fencing token; retrying"
                     );
+                }
+                Err(
+                    error @ (AttemptError::Deadline(_) | AttemptError::Decide(DecideError::Db(_))),
+                ) => {
+                    let failing = failing_since.get_or_insert_with(Instant::now).elapsed();
+                    if failing > hand_back_after {
+                        return Err(SessionError::DatabaseFailing(failing, error.to_string()));
+                    }
+                    tracing::warn!(event_id, %error, "could not decide; retrying");
                 }
                 Err(error) => tracing::warn!(event_id, %error, "could not decide; retrying"),
             }

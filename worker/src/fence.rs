@@ -82,20 +82,30 @@ impl Epoch {
         if revision_of(stored) <= current {
             return Ok(());
         }
-        db.execute_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "UPDATE fencing_epoch SET epoch = epoch + 1 WHERE id = 1 AND epoch = ?",
-            [epoch.into()],
-        ))
-        .await?;
+        let moved = db
+            .execute_raw(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                "UPDATE fencing_epoch SET epoch = epoch + 1 WHERE id = 1 AND epoch = ?",
+                [epoch.into()],
+            ))
+            .await?
+            .rows_affected()
+            == 1;
         let next = read(db).await?;
         self.0.store(next, Ordering::Release);
-        tracing::warn!(
-            stored_revision = revision_of(stored),
-            etcd_revision = current,
-            epoch = next,
-            "etcd's revision went backwards (restored from a snapshot?); fencing epoch moved on"
-        );
+        if moved {
+            tracing::warn!(
+                stored_revision = revision_of(stored),
+                etcd_revision = current,
+                epoch = next,
+                "etcd's revision went backwards (restored from a snapshot?); fencing epoch moved on"
+            );
+        } else {
+            tracing::info!(
+                epoch = next,
+                "adopted the fencing epoch another worker started"
+            );
+        }
         Ok(())
     }
 }

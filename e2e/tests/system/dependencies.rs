@@ -41,11 +41,13 @@ async fn reserve_async(app: &TestApp, event: i64) -> String {
 }
 
 /// A worker whose MySQL went silent in the middle of a decision gives the
-/// event's lock back within its decision deadline, instead of holding it
-/// for as long as TCP takes to notice (minutes); once MySQL answers again
-/// the command is decided.
+/// event's etcd lock back within its decision deadline, instead of holding
+/// it for as long as TCP takes to notice (minutes), and the server ends its
+/// abandoned transaction, so the event's row is free too: another worker
+/// decides the event's next command while the cut lasts. Once MySQL
+/// answers again the cut worker's command is decided.
 #[tokio::test]
-async fn a_worker_cut_off_from_mysql_mid_decision_releases_the_event_lock() {
+async fn a_worker_cut_off_from_mysql_mid_decision_releases_the_event() {
     let mut app = TestApp::spawn_with(Options {
         workers: 0,
         ..Options::default()
@@ -117,12 +119,37 @@ async fn a_worker_cut_off_from_mysql_mid_decision_releases_the_event_lock() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
+    // The cut worker's session took the row when the blocker let it go and
+    // went silent: a healthy worker must not wait for it until the heal.
+    app.add_worker();
+    let next = reserve_async(&app, event).await;
+    let decided_at = Instant::now() + Duration::from_secs(12);
+    loop {
+        let polled: Value = app
+            .http
+            .get(app.url(&format!("/reservations/{next}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if polled["status"] == "confirmed" {
+            break;
+        }
+        assert!(
+            Instant::now() < decided_at,
+            "the event's row stayed locked by the cut worker's transaction"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     proxy.heal();
     assert_eq!(
         app.wait_decided(&id.to_string()).await["status"],
         "confirmed"
     );
-    assert_eq!(invariants::check(&app.db, event).await.available, 8);
+    assert_eq!(invariants::check(&app.db, event).await.available, 7);
 }
 
 /// With Redis silent, reserving and reading availability stay fast: the

@@ -103,11 +103,12 @@ impl Broker {
             .with_correlation_id(command.reservation_id().to_string().into())
             .with_headers(messages::request_headers(request_id));
         let payload = messages::encode(command);
+        let queue = self.topology.command_queue(command.event_id());
         let confirm = async {
             channel
                 .basic_publish(
                     "".into(),
-                    self.topology.commands.as_str().into(),
+                    queue.as_str().into(),
                     BasicPublishOptions {
                         mandatory: true,
                         ..Default::default()

@@ -11,7 +11,6 @@ use shared::{
     cache::AvailabilityCache,
     reconnect::retry_until_ok,
     settings::{LiveSettings, Settings},
-    topology::Topology,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -50,7 +49,7 @@ impl App {
             timeout,
         );
         let broker = Broker::new(
-            Topology::new(&connections.namespace, connections.command_queue_max_length),
+            connections.topology(),
             Waiters::new(config.max_waiters),
             config.publish_timeout(),
         );

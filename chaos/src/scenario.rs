@@ -438,10 +438,10 @@ impl Run<'_> {
         let (topology, connection, channel) = self.broker().await?;
         let drained = Instant::now();
         let deadline = drained + Duration::from_secs(120);
-        let mut left = queue_length(&channel, &topology.commands).await?;
+        let mut left = backlog(&channel, &topology).await?;
         while left > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            left = queue_length(&channel, &topology.commands).await?;
+            left = backlog(&channel, &topology).await?;
         }
         connection.close(200, "done".into()).await.ok();
         self.notes.push(format!(
@@ -894,7 +894,11 @@ impl Run<'_> {
     /// channel (close the connection when done).
     async fn broker(&self) -> anyhow::Result<(Topology, Connection, Channel)> {
         // The length bound only matters when declaring; only names are used.
-        let topology = Topology::new(&self.app.namespace, 100_000);
+        let topology = Topology::new(
+            &self.app.namespace,
+            100_000,
+            testkit::app::COMMAND_PARTITIONS,
+        );
         let connection = Connection::connect(
             &testkit::app::env("AMQP_URL"),
             ConnectionProperties::default(),
@@ -937,6 +941,15 @@ impl Run<'_> {
 }
 
 /// Messages ready in `queue` (not counting those delivered and unacked).
+/// Commands waiting in every partition of the command queue.
+async fn backlog(channel: &Channel, topology: &Topology) -> anyhow::Result<u32> {
+    let mut total = 0;
+    for queue in topology.command_queues() {
+        total += queue_length(channel, &queue).await?;
+    }
+    Ok(total)
+}
+
 async fn queue_length(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
     Ok(channel
         .queue_declare(

@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use clap::Args;
 
+/// Command partitions unless configured: enough for a dozen workers, and
+/// divisible by 2, 3, 4 and 6 so that those numbers of workers share them
+/// evenly.
+pub const DEFAULT_COMMAND_PARTITIONS: u16 = 12;
+
 /// Where the four backing services live and how this deployment names its
 /// resources in them. URLs may carry passwords, so `--help` never prints
 /// their values from the environment.
@@ -36,11 +41,21 @@ pub struct ConnectionArgs {
     #[arg(long, env = "TICKETS_NAMESPACE", default_value = "tickets")]
     pub namespace: String,
 
-    /// Longest the command queue may grow; beyond it RabbitMQ refuses
-    /// publishes and the api sheds load with 503. Must be the same for every
-    /// process of a deployment (it is part of the queue's declaration).
+    /// Longest each command partition queue may grow; beyond it RabbitMQ
+    /// refuses publishes and the api sheds load with 503. Must be the same
+    /// for every process of a deployment (it is part of the queues'
+    /// declaration).
     #[arg(long, env = "COMMAND_QUEUE_MAX_LENGTH", default_value_t = 100_000)]
     pub command_queue_max_length: i64,
+
+    /// Number of command partition queues. Every command of an event goes
+    /// to one partition, and each partition is consumed by one worker at a
+    /// time; workers share the partitions out between them. Must be the
+    /// same for every process of a deployment, and at least the largest
+    /// number of workers that should share the load.
+    #[arg(long, env = "COMMAND_PARTITIONS", default_value_t = DEFAULT_COMMAND_PARTITIONS,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub command_partitions: u16,
 
     /// Upper bound on a single call to MySQL, RabbitMQ, etcd or Redis before
     /// the request fails with 503 instead of hanging.
@@ -49,6 +64,14 @@ pub struct ConnectionArgs {
 }
 
 impl ConnectionArgs {
+    pub fn topology(&self) -> crate::topology::Topology {
+        crate::topology::Topology::new(
+            &self.namespace,
+            self.command_queue_max_length,
+            self.command_partitions,
+        )
+    }
+
     pub fn backend_timeout(&self) -> Duration {
         Duration::from_millis(self.backend_timeout_ms)
     }

@@ -26,3 +26,10 @@ pub fn config_prefix(namespace: &str) -> String {
 pub fn event_lock_name(namespace: &str, event_id: i64) -> String {
     format!("/{namespace}/locks/event/{event_id}")
 }
+
+/// Prefix under which each live worker keeps a key on its lease, e.g.
+/// `/tickets/workers/`: the member list that command partitions are
+/// shared out by.
+pub fn workers_prefix(namespace: &str) -> String {
+    format!("/{namespace}/workers/")
+}

@@ -1,5 +1,12 @@
 //! RabbitMQ names and declarations. Both binaries declare the same topology
 //! (declarations are idempotent), so either may start first.
+//!
+//! Commands are partitioned by event: every command of an event goes to
+//! the same one of `partitions` quorum queues, and each partition queue has
+//! a single active consumer. So one worker at a time sees an event's
+//! commands: it keeps the event's lock across batches and decides whole
+//! batches of it, instead of passing the lock around with other workers
+//! that each sit on part of the event's queue.
 
 use lapin::{
     Channel, ExchangeKind,
@@ -10,22 +17,52 @@ use lapin::{
 /// Queue and exchange names of one deployment namespace.
 #[derive(Debug, Clone)]
 pub struct Topology {
-    pub commands: String,
     pub dead_letter_exchange: String,
     pub dead_letters: String,
     namespace: String,
     max_length: i64,
+    partitions: u16,
 }
 
 impl Topology {
-    pub fn new(namespace: &str, max_length: i64) -> Self {
+    /// `max_length` bounds each partition queue; `partitions` (at least 1)
+    /// must be the same for every process of a deployment.
+    pub fn new(namespace: &str, max_length: i64, partitions: u16) -> Self {
         Self {
-            commands: format!("{namespace}.commands"),
             dead_letter_exchange: format!("{namespace}.dead"),
             dead_letters: format!("{namespace}.commands.dead"),
             namespace: namespace.to_owned(),
             max_length,
+            partitions: partitions.max(1),
         }
+    }
+
+    pub fn partitions(&self) -> u16 {
+        self.partitions
+    }
+
+    /// The partition that carries every command of `event_id`.
+    pub fn partition_of(&self, event_id: i64) -> u16 {
+        // Event ids are dense and assigned in order, so a plain modulo
+        // spreads consecutive events over every partition.
+        event_id.rem_euclid(i64::from(self.partitions)) as u16
+    }
+
+    /// Name of one partition's command queue.
+    pub fn partition_queue(&self, partition: u16) -> String {
+        format!("{}.commands.{partition}", self.namespace)
+    }
+
+    /// Name of the command queue of `event_id`.
+    pub fn command_queue(&self, event_id: i64) -> String {
+        self.partition_queue(self.partition_of(event_id))
+    }
+
+    /// Every partition's command queue, in partition order.
+    pub fn command_queues(&self) -> Vec<String> {
+        (0..self.partitions)
+            .map(|p| self.partition_queue(p))
+            .collect()
     }
 
     /// Name of the private queue on which one api replica receives outcomes.
@@ -33,8 +70,9 @@ impl Topology {
         format!("{}.replies.{replica}", self.namespace)
     }
 
-    /// Declares the durable command queue (quorum: replicated and
-    /// fsync'ed before publisher confirms) and its dead-letter queue.
+    /// Declares the durable command queues (quorum: replicated and
+    /// fsync'ed before publisher confirms; single active consumer) and
+    /// their dead-letter queue.
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
         channel
             .exchange_declare(
@@ -63,6 +101,19 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
+        for queue in self.command_queues() {
+            channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions::durable(),
+                    self.command_queue_arguments(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn command_queue_arguments(&self) -> FieldTable {
         let mut arguments = quorum_arguments();
         arguments.insert(
             "x-dead-letter-exchange".into(),
@@ -77,14 +128,8 @@ impl Topology {
             AMQPValue::LongLongInt(self.max_length),
         );
         arguments.insert("x-overflow".into(), long_string("reject-publish"));
-        channel
-            .queue_declare(
-                self.commands.as_str().into(),
-                QueueDeclareOptions::durable(),
-                arguments,
-            )
-            .await?;
-        Ok(())
+        arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+        arguments
     }
 }
 
@@ -96,4 +141,26 @@ fn quorum_arguments() -> FieldTable {
 
 fn long_string(value: &str) -> AMQPValue {
     AMQPValue::LongString(value.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_always_maps_to_the_same_partition_and_every_partition_is_used() {
+        let topology = Topology::new("t", 10, 4);
+        assert_eq!(topology.partition_of(6), topology.partition_of(6));
+        let used: std::collections::BTreeSet<u16> =
+            (1..=8).map(|e| topology.partition_of(e)).collect();
+        assert_eq!(used.len(), 4);
+        assert_eq!(topology.command_queue(5), "t.commands.1");
+        assert!(topology.partition_of(-3) < 4);
+    }
+
+    #[test]
+    fn zero_partitions_means_one() {
+        let topology = Topology::new("t", 10, 0);
+        assert_eq!(topology.command_queues(), vec!["t.commands.0".to_owned()]);
+    }
 }

@@ -16,6 +16,9 @@ use migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::{Value, json};
 
+/// Command partitions of every test deployment.
+pub const COMMAND_PARTITIONS: u16 = 4;
+
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run the tests through scripts/test, which starts the servers")
@@ -153,6 +156,8 @@ impl TestApp {
             ("REDIS_URL".into(), env("REDIS_URL")),
             ("ADMIN_TOKEN".into(), env("ADMIN_TOKEN")),
             ("TICKETS_NAMESPACE".into(), namespace.clone()),
+            // Fewer than the default: every test declares its own queues.
+            ("COMMAND_PARTITIONS".into(), COMMAND_PARTITIONS.to_string()),
             ("LISTEN_ADDR".into(), format!("127.0.0.1:{port}")),
             // Every test client shares 127.0.0.1; tests of the limit turn it
             // back on through `Options::env`.

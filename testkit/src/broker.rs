@@ -11,7 +11,7 @@ use lapin::{
 };
 use shared::topology::Topology;
 
-use crate::app::{TestApp, env};
+use crate::app::{COMMAND_PARTITIONS, TestApp, env};
 
 /// A dead-lettered message: its body and its `x-death-reason`-style header
 /// set by the worker, if any.
@@ -23,7 +23,7 @@ pub struct DeadLetter {
 
 impl TestApp {
     fn topology(&self) -> Topology {
-        Topology::new(&self.namespace, 100_000)
+        Topology::new(&self.namespace, 100_000, COMMAND_PARTITIONS)
     }
 
     async fn broker_channel(&self) -> (Connection, lapin::Channel) {
@@ -38,8 +38,9 @@ impl TestApp {
         (connection, channel)
     }
 
-    /// Publishes `body` as is on the command queue, persistent and confirmed.
-    pub async fn publish_raw(&self, body: &[u8]) {
+    /// Publishes `body` as is on the command queue of `event_id`,
+    /// persistent and confirmed.
+    pub async fn publish_raw(&self, event_id: i64, body: &[u8]) {
         let (connection, channel) = self.broker_channel().await;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -48,7 +49,7 @@ impl TestApp {
         channel
             .basic_publish(
                 "".into(),
-                self.topology().commands.as_str().into(),
+                self.topology().command_queue(event_id).as_str().into(),
                 BasicPublishOptions::default(),
                 body,
                 BasicProperties::default().with_delivery_mode(2),

@@ -1,42 +1,31 @@
-//! The consume loop: take a batch of commands, group it by event, decide
-//! each group under its lock, then (in this order) refresh the cache,
-//! publish the outcomes and ack. Nothing is acked before it is committed, so
-//! a crash at any point leads to redelivery, and redelivery to the stored
-//! decision.
+//! The consume loop. A broker session consumes the command partitions this
+//! worker is assigned (`membership`), one channel and consumer per
+//! partition, and follows the assignment as workers join and leave: a
+//! partition that moves away finishes its batch, then its channel closes,
+//! which hands every command it had prefetched back to the queue for the
+//! partition's next consumer. Each partition keeps its own event locks,
+//! since its events are its own.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
 
-use backon::BackoffBuilder;
+use futures::{StreamExt, stream::FuturesUnordered};
 use lapin::{
     Channel, Connection, ConnectionProperties,
-    message::Delivery,
-    options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions},
+    options::{BasicConsumeOptions, BasicQosOptions},
     types::FieldTable,
 };
 use sea_orm::DatabaseConnection;
-use shared::{
-    cache::AvailabilityCache,
-    messages::{self, Command, ReservationStatus},
-    reconnect,
-    settings::LiveSettings,
-    topology::Topology,
-};
+use shared::{cache::AvailabilityCache, reconnect, settings::LiveSettings, topology::Topology};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
-use crate::{
-    config::Config,
-    deliveries,
-    fence::{self, Epoch},
-    holds::Holds,
-    lease::Lease,
-    lock::LockError,
-    permanent,
-    store::{self, DecideError, Decided},
-};
+use crate::{config::Config, deliveries, fence::Epoch, holds::Holds, lease::Lease, membership};
 
 #[derive(Debug, thiserror::Error)]
-enum SessionError {
+pub(crate) enum SessionError {
     #[error("broker: {0}")]
     Broker(#[from] lapin::Error),
     #[error("the broker ended our consumer")]
@@ -49,29 +38,26 @@ enum SessionError {
     DatabaseFailing(Duration, String),
     #[error("the database does not answer: {0}")]
     DatabaseDown(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-enum AttemptError {
-    #[error(transparent)]
-    Lock(#[from] LockError),
-    #[error(transparent)]
-    Decide(#[from] DecideError),
-    #[error("the decision did not commit within {0:?}; rolled back")]
-    Deadline(Duration),
+    #[error("the partition assignment stopped")]
+    AssignmentEnded,
 }
 
 pub struct Worker {
-    config: Config,
-    db: DatabaseConnection,
-    etcd: etcd_client::Client,
-    cache: AvailabilityCache,
-    settings: LiveSettings,
-    epoch: Epoch,
-    holds: Holds,
+    pub(crate) config: Config,
+    pub(crate) db: DatabaseConnection,
+    pub(crate) etcd: etcd_client::Client,
+    pub(crate) cache: AvailabilityCache,
+    pub(crate) settings: LiveSettings,
+    pub(crate) epoch: Epoch,
+    pub(crate) topology: Topology,
+    assignment: watch::Receiver<BTreeSet<u16>>,
+    /// One set of kept locks per partition, indexed by partition.
+    holds: Vec<Holds>,
 }
 
 impl Worker {
+    /// Also starts following the worker membership, which decides the
+    /// partitions this worker consumes.
     pub fn new(
         config: Config,
         db: DatabaseConnection,
@@ -81,14 +67,26 @@ impl Worker {
         lease: Lease,
         epoch: Epoch,
     ) -> Self {
-        let holds = Holds::new(
+        let topology = config.connections.topology();
+        let assignment = membership::spawn(
             etcd.clone(),
-            lease,
+            lease.clone(),
             &config.connections.namespace,
-            config.lock_wait_timeout(),
-            config.lock_max_hold(),
+            topology.partitions(),
             config.connections.backend_timeout(),
         );
+        let holds = (0..topology.partitions())
+            .map(|_| {
+                Holds::new(
+                    etcd.clone(),
+                    lease.clone(),
+                    &config.connections.namespace,
+                    config.lock_wait_timeout(),
+                    config.lock_max_hold(),
+                    config.connections.backend_timeout(),
+                )
+            })
+            .collect();
         Self {
             config,
             db,
@@ -96,6 +94,8 @@ impl Worker {
             cache,
             settings,
             epoch,
+            topology,
+            assignment,
             holds,
         }
     }
@@ -104,20 +104,15 @@ impl Worker {
         &self.db
     }
 
-    fn topology(&self) -> Topology {
-        Topology::new(
-            &self.config.connections.namespace,
-            self.config.connections.command_queue_max_length,
-        )
-    }
-
     /// Consumes until `shutdown`, reconnecting to the broker as needed.
     pub async fn run(&self, shutdown: &CancellationToken) {
         reconnect::keep_up("broker session", shutdown, || async {
             let result = self.session(shutdown).await;
             // Whatever ended the session, no batch is in progress: hand the
             // kept locks back rather than make other workers wait them out.
-            self.holds.release_all_but(None).await;
+            for holds in &self.holds {
+                holds.release_all_but(None).await;
+            }
             match result {
                 Ok(()) | Err(SessionError::ShuttingDown) => Ok(()),
                 Err(error) => Err(error),
@@ -145,7 +140,7 @@ impl Worker {
             ConnectionProperties::default().with_connection_name("worker".into()),
         )
         .await?;
-        let result = self.consume(&connection, shutdown).await;
+        let result = self.consume_assigned(&connection, shutdown).await;
         // Closing hands every unacknowledged command back to the queue.
         if let Err(error) = connection.close(200, "worker stopping".into()).await {
             tracing::debug!(%error, "closing the broker connection");
@@ -153,33 +148,126 @@ impl Worker {
         result
     }
 
-    async fn consume(
+    /// Consumes the assigned partitions, starting and stopping partitions
+    /// as the assignment changes. One partition failing ends the session:
+    /// the others finish their batch first.
+    async fn consume_assigned(
         &self,
         connection: &Connection,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
-        let topology = self.topology();
+        let setup = connection.create_channel().await?;
+        self.topology.declare(&setup).await?;
+        let replies = &connection.create_channel().await?;
+        let mut assignment = self.assignment.clone();
+        // The partitions being consumed, each with the generation of its
+        // consumer: a partition that moves away and back before its old
+        // consumer has finished runs a second one, and only the newest
+        // counts as running.
+        let mut running: HashMap<u16, (u64, CancellationToken)> = HashMap::new();
+        let mut generations = 0u64..;
+        let mut partitions = FuturesUnordered::new();
+        let mut failure = None;
+        loop {
+            if failure.is_none() && !shutdown.is_cancelled() {
+                let wanted = assignment.borrow_and_update().clone();
+                running.retain(|partition, (_, stop)| {
+                    let keep = wanted.contains(partition);
+                    if !keep {
+                        stop.cancel();
+                    }
+                    keep
+                });
+                for partition in wanted {
+                    if running.contains_key(&partition) {
+                        continue;
+                    }
+                    let generation = generations.next().unwrap_or_default();
+                    let stop = shutdown.child_token();
+                    running.insert(partition, (generation, stop.clone()));
+                    partitions.push(async move {
+                        let result = self
+                            .consume_partition(connection, partition, replies, &stop)
+                            .await;
+                        (partition, generation, stop.is_cancelled(), result)
+                    });
+                }
+            }
+            tokio::select! {
+                ended = partitions.next(), if !partitions.is_empty() => {
+                    let Some((partition, generation, stopped, result)) = ended else { continue };
+                    if running.get(&partition).is_some_and(|(current, _)| *current == generation) {
+                        running.remove(&partition);
+                    }
+                    match result {
+                        Ok(()) | Err(SessionError::ShuttingDown) if stopped => {}
+                        Ok(()) => failure = failure.or(Some(SessionError::ConsumerEnded)),
+                        Err(error) => failure = failure.or(Some(error)),
+                    }
+                    if failure.is_some() {
+                        running.values().for_each(|(_, stop)| stop.cancel());
+                    }
+                }
+                changed = assignment.changed(), if failure.is_none() && !shutdown.is_cancelled() => {
+                    if changed.is_err() {
+                        failure = Some(SessionError::AssignmentEnded);
+                        running.values().for_each(|(_, stop)| stop.cancel());
+                    }
+                }
+                () = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
+            }
+            if partitions.is_empty() && (failure.is_some() || shutdown.is_cancelled()) {
+                return failure.map_or(Ok(()), Err);
+            }
+        }
+    }
+
+    /// Consumes one partition until `stop`, then closes its channel so that
+    /// what it had prefetched goes back to the queue.
+    async fn consume_partition(
+        &self,
+        connection: &Connection,
+        partition: u16,
+        replies: &Channel,
+        stop: &CancellationToken,
+    ) -> Result<(), SessionError> {
+        let queue = self.topology.partition_queue(partition);
         let channel = connection.create_channel().await?;
-        topology.declare(&channel).await?;
         channel
             .basic_qos(self.config.prefetch, BasicQosOptions::default())
             .await?;
-        let replies = connection.create_channel().await?;
         let mut consumer = channel
             .basic_consume(
-                topology.commands.as_str().into(),
+                queue.as_str().into(),
                 format!("worker-{}", uuid::Uuid::new_v4()).into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
             .await?;
-        tracing::info!(queue = %topology.commands, prefetch = self.config.prefetch, "consuming commands");
+        tracing::info!(%queue, prefetch = self.config.prefetch, "consuming a command partition");
+        let holds = &self.holds[usize::from(partition)];
+        let result = self.consume(&mut consumer, holds, replies, stop).await;
+        holds.release_all_but(None).await;
+        if let Err(error) = channel.close(200, "partition moved".into()).await {
+            tracing::debug!(%error, %queue, "closing a partition's channel");
+        }
+        tracing::info!(%queue, "stopped consuming a command partition");
+        result
+    }
+
+    async fn consume(
+        &self,
+        consumer: &mut lapin::Consumer,
+        holds: &Holds,
+        replies: &Channel,
+        stop: &CancellationToken,
+    ) -> Result<(), SessionError> {
         loop {
             let settings = self.settings.current();
             let size = settings
                 .batch_size
                 .min(usize::from(self.config.prefetch.max(1)));
-            let idle_release = if self.holds.is_empty().await {
+            let idle_release = if holds.is_empty().await {
                 None
             } else {
                 Some(self.config.lock_idle_release())
@@ -188,258 +276,17 @@ impl Worker {
             // of a batch is bounded by the linger and never cancelled, so no
             // received delivery is ever dropped unanswered.
             let first = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                first = deliveries::next_or_idle(&mut consumer, idle_release) => first,
+                _ = stop.cancelled() => return Ok(()),
+                first = deliveries::next_or_idle(consumer, idle_release) => first,
             };
             let Some(first) = first else {
-                self.holds.release_all_but(None).await;
+                holds.release_all_but(None).await;
                 continue;
             };
             let first = first.ok_or(SessionError::ConsumerEnded)??;
             let batch =
-                deliveries::fill_batch(first, &mut consumer, size, settings.batch_linger).await?;
-            self.process(batch, &replies, shutdown).await?;
+                deliveries::fill_batch(first, consumer, size, settings.batch_linger).await?;
+            self.process(batch, holds, replies, stop).await?;
         }
     }
-
-    async fn process(
-        &self,
-        batch: Vec<Delivery>,
-        replies: &Channel,
-        shutdown: &CancellationToken,
-    ) -> Result<(), SessionError> {
-        let mut groups: Vec<(i64, Vec<(Delivery, Command)>)> = Vec::new();
-        for delivery in batch {
-            let command = match messages::decode::<Command>(&delivery.data) {
-                Ok(command) => command,
-                Err(error) => {
-                    tracing::warn!(%error, bytes = delivery.data.len(), "dead-lettering a message that is not a command");
-                    delivery
-                        .acker
-                        .reject(BasicRejectOptions { requeue: false })
-                        .await?;
-                    continue;
-                }
-            };
-            let event_id = command.event_id();
-            match groups.iter_mut().find(|(id, _)| *id == event_id) {
-                Some((_, items)) => items.push((delivery, command)),
-                None => groups.push((event_id, vec![(delivery, command)])),
-            }
-        }
-        // A kept lock must never be held while this worker waits for another
-        // one, or two workers keeping each other's event could wait on each
-        // other forever. So locks are only kept across single-event batches,
-        // and every kept lock this batch does not use goes back first.
-        let keep = groups.len() == 1;
-        self.holds
-            .release_all_but(groups.first().map(|(event, _)| *event).filter(|_| keep))
-            .await;
-        futures::future::join_all(groups.into_iter().map(|(event_id, items)| {
-            // One span per group: its lines, and each command's
-            // "decided" line, share the batch id and the event.
-            let span = tracing::info_span!(
-                "batch",
-                batch = %uuid::Uuid::new_v4().simple(),
-                event_id,
-            );
-            self.settle(event_id, items, keep, replies, shutdown)
-                .instrument(span)
-        }))
-        .await
-        .into_iter()
-        .collect()
-    }
-
-    /// Decides one event's commands, then reports and acknowledges them.
-    async fn settle(
-        &self,
-        event_id: i64,
-        items: Vec<(Delivery, Command)>,
-        keep: bool,
-        replies: &Channel,
-        shutdown: &CancellationToken,
-    ) -> Result<(), SessionError> {
-        let started = Instant::now();
-        let commands: Vec<Command> = items.iter().map(|(_, c)| c.clone()).collect();
-        let decided = self
-            .decide_until_done(event_id, &commands, keep, shutdown)
-            .await?;
-        let decided_in = started.elapsed();
-        if let Some((available, version)) = decided.availability {
-            // Before the outcomes, so that a client reading availability
-            // right after its answer sees its own reservation. Bounded, and
-            // skipped while Redis is failing (the cache's breaker).
-            self.cache.store(event_id, version, available).await;
-        }
-        deliveries::dead_letter_refused(&self.topology(), &items, &decided.outcomes, replies).await;
-        crate::failpoint::hit("after-commit");
-        deliveries::reply(&items, &decided.outcomes, replies).await;
-        crate::failpoint::hit("after-publish");
-        let replied_in = started.elapsed();
-        if keep {
-            // The whole batch is this group, and every earlier batch is
-            // settled: one cumulative ack up to the last tag covers it.
-            if let Some((last, _)) = items.last() {
-                last.acker.ack(BasicAckOptions { multiple: true }).await?;
-            }
-        } else {
-            for (delivery, _) in &items {
-                delivery.acker.ack(BasicAckOptions::default()).await?;
-            }
-        }
-        for ((delivery, _), outcome) in items.iter().zip(&decided.outcomes) {
-            tracing::debug!(
-                reservation_id = %outcome.reservation_id,
-                request_id = messages::request_id(&delivery.properties).unwrap_or_default(),
-                status = outcome.status.as_str(),
-                "decided"
-            );
-        }
-        let confirmed = count(&decided, ReservationStatus::Confirmed);
-        let rejected = count(&decided, ReservationStatus::Rejected);
-        tracing::info!(
-            event_id,
-            commands = commands.len(),
-            confirmed,
-            rejected,
-            remaining = decided.availability.map(|(a, _)| a),
-            decide_ms = decided_in.as_millis() as u64,
-            reply_ms = (replied_in - decided_in).as_millis() as u64,
-            ack_ms = (started.elapsed() - replied_in).as_millis() as u64,
-            "batch decided"
-        );
-        Ok(())
-    }
-
-    /// Retries until the group is committed: the commands stay unacked
-    /// meanwhile, so an outage of etcd or MySQL delays them but loses none.
-    /// When MySQL has failed this worker for longer than twice the decision
-    /// deadline, the session ends instead and every command it holds goes
-    /// back to the queue (another worker may reach MySQL).
-    /// A group the database refuses for good (a constraint, not an outage)
-    /// is decided again one command at a time, so that only the commands
-    /// at fault are refused.
-    async fn decide_until_done(
-        &self,
-        event_id: i64,
-        commands: &[Command],
-        keep: bool,
-        shutdown: &CancellationToken,
-    ) -> Result<Decided, SessionError> {
-        let mut delays = reconnect::backoff().build();
-        let hand_back_after = self.config.decide_timeout() * 2;
-        let mut failing_since: Option<Instant> = None;
-        loop {
-            match self.attempt(event_id, commands, keep).await {
-                Ok(decided) => return Ok(decided),
-                Err(AttemptError::Decide(DecideError::Db(error)))
-                    if permanent::reason(&error).is_some() =>
-                {
-                    let reason = permanent::reason(&error).unwrap_or_default();
-                    return match commands {
-                        [command] => Ok(Decided {
-                            outcomes: vec![permanent::refused(command, &reason)],
-                            availability: None,
-                        }),
-                        _ => self.decide_one_by_one(event_id, commands, shutdown).await,
-                    };
-                }
-                Err(AttemptError::Decide(DecideError::StaleFence { stored, .. })) => {
-                    let mut etcd = self.etcd.clone();
-                    if let Err(error) = self.epoch.reconcile(&self.db, &mut etcd, stored).await {
-                        tracing::warn!(%error, "could not check the fencing epoch");
-                    }
-                    tracing::warn!(
-                        event_id,
-                        stored,
-                        "write refused by a newer fencing token; retrying"
-                    );
-                }
-                Err(
-                    error @ (AttemptError::Deadline(_) | AttemptError::Decide(DecideError::Db(_))),
-                ) => {
-                    let failing = failing_since.get_or_insert_with(Instant::now).elapsed();
-                    if failing > hand_back_after {
-                        return Err(SessionError::DatabaseFailing(failing, error.to_string()));
-                    }
-                    tracing::warn!(event_id, %error, "could not decide; retrying");
-                }
-                Err(error) => tracing::warn!(event_id, %error, "could not decide; retrying"),
-            }
-            let delay = delays.next().unwrap_or(Duration::from_secs(5));
-            tokio::select! {
-                _ = shutdown.cancelled() => return Err(SessionError::ShuttingDown),
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
-    }
-
-    async fn decide_one_by_one(
-        &self,
-        event_id: i64,
-        commands: &[Command],
-        shutdown: &CancellationToken,
-    ) -> Result<Decided, SessionError> {
-        let mut all = Decided {
-            outcomes: Vec::with_capacity(commands.len()),
-            availability: None,
-        };
-        for command in commands {
-            let one = Box::pin(self.decide_until_done(
-                event_id,
-                std::slice::from_ref(command),
-                false,
-                shutdown,
-            ))
-            .await?;
-            all.outcomes.extend(one.outcomes);
-            all.availability = one.availability.or(all.availability);
-        }
-        Ok(all)
-    }
-
-    /// One try: the event's lock (kept from the previous batch when still
-    /// ours), then the fenced transaction within its deadline.
-    async fn attempt(
-        &self,
-        event_id: i64,
-        commands: &[Command],
-        keep: bool,
-    ) -> Result<Decided, AttemptError> {
-        let hold = self.holds.take(event_id).await?;
-        crate::failpoint::pause(
-            "after-token",
-            format_args!("event {event_id}, token {}", hold.lock.token),
-        );
-        let token = fence::token(self.epoch.current(), hold.lock.token);
-        let deadline = self.config.decide_timeout();
-        // Dropping the transaction on the deadline rolls it back (the
-        // connection is discarded), so the lock can go to another worker.
-        let result = match tokio::time::timeout(
-            deadline,
-            store::decide(&self.db, event_id, token, commands),
-        )
-        .await
-        {
-            Ok(result) => result.map_err(AttemptError::from),
-            Err(_) => Err(AttemptError::Deadline(deadline)),
-        };
-        // Keep the lock for the event's next batch, unless the write failed
-        // (a stale token means it is no longer ours).
-        if keep && result.is_ok() {
-            self.holds.keep(event_id, hold).await;
-        } else {
-            self.holds.release(hold).await;
-        }
-        result
-    }
-}
-
-fn count(decided: &Decided, status: ReservationStatus) -> usize {
-    decided
-        .outcomes
-        .iter()
-        .filter(|o| o.status == status)
-        .count()
 }

@@ -49,6 +49,11 @@ impl Lease {
         *self.current.borrow()
     }
 
+    /// Follows the lease id as it changes (a new lease after a lost one).
+    pub fn changes(&self) -> watch::Receiver<Option<i64>> {
+        self.current.clone()
+    }
+
     /// Gives the lease up and takes a new one: called when a lock attached
     /// to it could not be released, so that the lock dies with the lease.
     pub fn abandon(&self) {

@@ -2,14 +2,17 @@
 //! event's commands under that event's etcd lock, in one MySQL transaction
 //! fenced by the lock's revision (DESIGN.md §3–4).
 
+pub mod assignment;
 pub mod config;
 pub mod consumer;
+mod decision;
 pub mod deliveries;
 pub mod failpoint;
 pub mod fence;
 pub mod holds;
 pub mod lease;
 pub mod lock;
+pub mod membership;
 pub mod permanent;
 pub mod rules;
 pub mod store;

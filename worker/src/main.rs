@@ -1,5 +1,5 @@
 //! Worker entry point: wiring and shutdown. Any number of workers may run;
-//! they share the command queue.
+//! they share the command partitions out between them.
 
 use clap::Parser;
 use shared::{

@@ -95,11 +95,12 @@ impl Run<'_> {
             });
         }
         let mut sent = Vec::new();
+        let queue = topology.command_queue(event);
         for (what, payload) in &messages {
             channel
                 .basic_publish(
                     "".into(),
-                    topology.commands.as_str().into(),
+                    queue.as_str().into(),
                     BasicPublishOptions::default(),
                     payload,
                     BasicProperties::default().with_delivery_mode(2),
@@ -114,7 +115,7 @@ impl Run<'_> {
             "poison-messages",
             format!(
                 "published to {}: {}; the last two on event {event}",
-                topology.commands,
+                queue,
                 sent.join(", ")
             ),
             start,

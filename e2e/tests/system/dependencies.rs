@@ -73,6 +73,7 @@ async fn a_worker_cut_off_from_mysql_mid_decision_releases_the_event() {
     // Straight onto the queue: only the worker should touch the held row.
     let id = uuid::Uuid::new_v4();
     app.publish_raw(
+        event,
         format!(
             r#"{{"v":1,"type":"reserve","reservation_id":"{id}","event_id":{event},"quantity":1,"user_id":null}}"#
         )

@@ -9,6 +9,7 @@ mod faults;
 mod idempotency;
 mod lifecycle;
 mod load;
+mod partitions;
 mod poison;
 mod seed;
 mod settings;

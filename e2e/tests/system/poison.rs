@@ -34,7 +34,7 @@ async fn a_command_mysql_refuses_is_dead_lettered_and_blocks_nothing() {
         ),
     ];
     for poison in &poisons {
-        app.publish_raw(poison.as_bytes()).await;
+        app.publish_raw(event, poison.as_bytes()).await;
     }
 
     let answers = futures::future::join_all((0..20).map(|_| {

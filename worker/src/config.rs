@@ -14,6 +14,13 @@ pub struct Config {
     #[command(flatten)]
     pub settings: SettingsArgs,
 
+    /// This worker's name among the live workers, which decides the command
+    /// partitions it takes; unique per deployment (two workers of one name
+    /// would take the same partitions, and one of them would sit idle).
+    /// Default: a random one.
+    #[arg(long, env = "WORKER_NAME")]
+    pub name: Option<String>,
+
     /// Unacknowledged commands RabbitMQ may hand this worker at once; bounds
     /// the batch size whatever the live setting says.
     #[arg(long, env = "WORKER_PREFETCH", default_value_t = 512)]

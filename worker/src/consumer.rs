@@ -6,10 +6,7 @@
 //! partition's next consumer. Each partition keeps its own event locks,
 //! since its events are its own.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    time::Duration,
-};
+use std::{collections::HashMap, time::Duration};
 
 use futures::{StreamExt, stream::FuturesUnordered};
 use lapin::{
@@ -19,10 +16,16 @@ use lapin::{
 };
 use sea_orm::DatabaseConnection;
 use shared::{cache::AvailabilityCache, reconnect, settings::LiveSettings, topology::Topology};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, deliveries, fence::Epoch, holds::Holds, lease::Lease, membership};
+use crate::{
+    config::Config,
+    deliveries,
+    fence::Epoch,
+    holds::Holds,
+    lease::Lease,
+    membership::{self, Membership},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SessionError {
@@ -50,7 +53,7 @@ pub struct Worker {
     pub(crate) settings: LiveSettings,
     pub(crate) epoch: Epoch,
     pub(crate) topology: Topology,
-    assignment: watch::Receiver<BTreeSet<u16>>,
+    membership: Membership,
     /// One set of kept locks per partition, indexed by partition.
     holds: Vec<Holds>,
 }
@@ -68,10 +71,11 @@ impl Worker {
         epoch: Epoch,
     ) -> Self {
         let topology = config.connections.topology();
-        let assignment = membership::spawn(
+        let membership = membership::spawn(
             etcd.clone(),
             lease.clone(),
             &config.connections.namespace,
+            config.name.as_deref(),
             topology.partitions(),
             config.connections.backend_timeout(),
         );
@@ -95,7 +99,7 @@ impl Worker {
             settings,
             epoch,
             topology,
-            assignment,
+            membership,
             holds,
         }
     }
@@ -108,6 +112,14 @@ impl Worker {
     pub async fn run(&self, shutdown: &CancellationToken) {
         reconnect::keep_up("broker session", shutdown, || async {
             let result = self.session(shutdown).await;
+            if matches!(
+                result,
+                Err(SessionError::DatabaseDown(_) | SessionError::DatabaseFailing(..))
+            ) {
+                // Its partitions go to workers that can decide, until this
+                // one reaches MySQL again.
+                self.membership.set_available(false);
+            }
             // Whatever ended the session, no batch is in progress: hand the
             // kept locks back rather than make other workers wait them out.
             for holds in &self.holds {
@@ -127,7 +139,7 @@ impl Worker {
         // them.
         let timeout = self.config.connections.backend_timeout();
         match tokio::time::timeout(timeout, self.db.ping()).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => self.membership.set_available(true),
             Ok(Err(error)) => return Err(SessionError::DatabaseDown(error.to_string())),
             Err(_) => {
                 return Err(SessionError::DatabaseDown(format!(
@@ -159,7 +171,7 @@ impl Worker {
         let setup = connection.create_channel().await?;
         self.topology.declare(&setup).await?;
         let replies = &connection.create_channel().await?;
-        let mut assignment = self.assignment.clone();
+        let mut assignment = self.membership.assignment.clone();
         // The partitions being consumed, each with the generation of its
         // consumer: a partition that moves away and back before its old
         // consumer has finished runs a second one, and only the newest

@@ -4,6 +4,10 @@
 //! lease expires), watches the prefix, and recomputes its share with the
 //! pure rule of `assignment` whenever the member list changes.
 //!
+//! A worker is a member only while it can decide: one that cannot reach
+//! MySQL leaves, so that its partitions go to workers that can, and comes
+//! back when MySQL answers again.
+//!
 //! Membership only spreads the load: two workers that briefly both think
 //! they own a partition are kept apart by the queue's single active
 //! consumer, and any decision by the event's lock and fencing token.
@@ -16,24 +20,51 @@ use tokio::sync::watch;
 
 use crate::{assignment, lease::Lease};
 
-/// Starts following the member list in the background; the receiver holds
-/// the partitions this worker should consume (none until etcd answers).
+/// This worker's side of the membership.
+pub struct Membership {
+    /// The partitions this worker should consume (none until etcd
+    /// answers, and none while it is not available).
+    pub assignment: watch::Receiver<BTreeSet<u16>>,
+    available: watch::Sender<bool>,
+}
+
+impl Membership {
+    /// Joins the workers (`true`) or leaves them (`false`) for as long as
+    /// this worker can (or cannot) decide.
+    pub fn set_available(&self, available: bool) {
+        self.available.send_if_modified(|current| {
+            let changed = *current != available;
+            *current = available;
+            changed
+        });
+    }
+}
+
+/// Starts following the member list in the background, as a member once
+/// `set_available(true)` is called.
 pub fn spawn(
     client: Client,
     lease: Lease,
     namespace: &str,
+    name: Option<&str>,
     partitions: u16,
     timeout: Duration,
-) -> watch::Receiver<BTreeSet<u16>> {
+) -> Membership {
     let (tx, rx) = watch::channel(BTreeSet::new());
+    let (available, availability) = watch::channel(false);
+    let me = name.map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
+    tracing::info!(name = %me, "joining the workers");
     let member = Member {
         prefix: shared::etcd::workers_prefix(namespace),
-        me: uuid::Uuid::new_v4().simple().to_string(),
+        me,
         partitions,
         timeout,
     };
-    tokio::spawn(member.follow(client, lease, tx));
-    rx
+    tokio::spawn(member.follow(client, lease, availability, tx));
+    Membership {
+        assignment: rx,
+        available,
+    }
 }
 
 struct Member {
@@ -44,19 +75,63 @@ struct Member {
 }
 
 impl Member {
-    async fn follow(self, mut client: Client, lease: Lease, tx: watch::Sender<BTreeSet<u16>>) {
+    async fn follow(
+        self,
+        mut client: Client,
+        lease: Lease,
+        mut availability: watch::Receiver<bool>,
+        tx: watch::Sender<BTreeSet<u16>>,
+    ) {
         let backoff = shared::reconnect::backoff();
         let mut delays = backoff.build();
         loop {
-            match self.serve(&mut client, &lease, &tx).await {
-                Ok(()) => delays = backoff.build(),
-                Err(error) => tracing::warn!(%error, "worker membership failed; retrying"),
-            }
+            let result = if *availability.borrow_and_update() {
+                self.serve(&mut client, &lease, &mut availability, &tx)
+                    .await
+            } else {
+                self.stay_out(&mut client, &mut availability, &tx).await
+            };
             if tx.is_closed() {
                 return;
             }
-            tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
+            match result {
+                // The lease or the availability changed, or the watch
+                // ended: start over at once.
+                Ok(()) => delays = backoff.build(),
+                Err(error) => {
+                    tracing::warn!(%error, "worker membership failed; retrying");
+                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
+                }
+            }
         }
+    }
+
+    /// Not a member: no partitions, and this worker's key is deleted (else
+    /// it would stay until the lease expires, since the lease lives on),
+    /// until the worker is available again.
+    async fn stay_out(
+        &self,
+        client: &mut Client,
+        availability: &mut watch::Receiver<bool>,
+        tx: &watch::Sender<BTreeSet<u16>>,
+    ) -> Result<(), etcd_client::Error> {
+        tx.send_if_modified(|current| {
+            let had = !current.is_empty();
+            if had {
+                tracing::info!(
+                    workers = 0,
+                    partitions = "",
+                    reason = "cannot decide",
+                    "command partitions assigned"
+                );
+            }
+            current.clear();
+            had
+        });
+        let key = format!("{}{}", self.prefix, self.me);
+        self.bounded(client.delete(key, None)).await?;
+        let _ = availability.changed().await;
+        Ok(())
     }
 
     /// Registers on the current lease and follows the member list until
@@ -65,11 +140,15 @@ impl Member {
         &self,
         client: &mut Client,
         lease: &Lease,
+        availability: &mut watch::Receiver<bool>,
         tx: &watch::Sender<BTreeSet<u16>>,
     ) -> Result<(), etcd_client::Error> {
         let mut leases = lease.changes();
         let Some(lease_id) = *leases.borrow_and_update() else {
-            let _ = leases.changed().await;
+            tokio::select! {
+                _ = leases.changed() => {}
+                _ = availability.changed() => {}
+            }
             return Ok(());
         };
         let key = format!("{}{}", self.prefix, self.me);
@@ -101,6 +180,7 @@ impl Member {
             .await?;
         loop {
             tokio::select! {
+                _ = availability.changed() => return Ok(()),
                 changed = leases.changed() => {
                     if changed.is_err() || *leases.borrow() != Some(lease_id) {
                         return Ok(());

@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use serde_json::{Value, json};
 
 use testkit::{
-    app::{Options, TestApp, env},
+    app::{COMMAND_PARTITIONS, Options, TestApp, env},
     blackhole::Blackhole,
     invariants,
 };
@@ -28,6 +28,23 @@ async fn lock_holders(app: &TestApp, event: i64) -> i64 {
         .count()
 }
 
+const CUT_WORKER: &str = "cut-worker";
+
+/// A name for a second worker such that, with both as members, the event's
+/// partition stays with the cut worker.
+fn healthy_worker_leaving_event_to_cut(event: i64) -> String {
+    let topology = shared::topology::Topology::new("any", 1, COMMAND_PARTITIONS);
+    let partition = topology.partition_of(event);
+    (0..)
+        .map(|i| format!("healthy-worker-{i}"))
+        .find(|name| {
+            let members = [CUT_WORKER.to_owned(), name.clone()];
+            worker::assignment::partitions_of(COMMAND_PARTITIONS, &members, CUT_WORKER)
+                .contains(&partition)
+        })
+        .unwrap_or_default()
+}
+
 async fn reserve_async(app: &TestApp, event: i64) -> String {
     let response = app
         .http
@@ -43,9 +60,11 @@ async fn reserve_async(app: &TestApp, event: i64) -> String {
 /// A worker whose MySQL went silent in the middle of a decision gives the
 /// event's etcd lock back within its decision deadline, instead of holding
 /// it for as long as TCP takes to notice (minutes), and the server ends its
-/// abandoned transaction, so the event's row is free too: another worker
-/// decides the event's next command while the cut lasts. Once MySQL
-/// answers again the cut worker's command is decided.
+/// abandoned transaction, so the event's row is free too; and it leaves
+/// the workers, so that its command partitions (the event's among them)
+/// go to a worker that can decide: the event's next command is decided
+/// while the cut lasts. Once MySQL answers again the cut worker's command
+/// is decided.
 #[tokio::test]
 async fn a_worker_cut_off_from_mysql_mid_decision_releases_the_event() {
     let mut app = TestApp::spawn_with(Options {
@@ -57,7 +76,13 @@ async fn a_worker_cut_off_from_mysql_mid_decision_releases_the_event() {
     let (proxy, routed) = Blackhole::in_front_of(&app.database_url)
         .await
         .expect("proxy");
-    app.add_worker_with(&[("DATABASE_URL", routed)], None);
+    app.add_worker_with(
+        &[
+            ("DATABASE_URL", routed),
+            ("WORKER_NAME", CUT_WORKER.to_owned()),
+        ],
+        None,
+    );
     let first = reserve_async(&app, event).await;
     app.wait_decided(&first).await;
 
@@ -121,8 +146,13 @@ async fn a_worker_cut_off_from_mysql_mid_decision_releases_the_event() {
     }
 
     // The cut worker's session took the row when the blocker let it go and
-    // went silent: a healthy worker must not wait for it until the heal.
-    app.add_worker();
+    // went silent: a healthy worker must not wait for it until the heal,
+    // even one that, were the cut worker still a member, would leave it the
+    // event's partition.
+    app.add_worker_with(
+        &[("WORKER_NAME", healthy_worker_leaving_event_to_cut(event))],
+        None,
+    );
     let next = reserve_async(&app, event).await;
     let decided_at = Instant::now() + Duration::from_secs(12);
     loop {
@@ -140,7 +170,7 @@ async fn a_worker_cut_off_from_mysql_mid_decision_releases_the_event() {
         }
         assert!(
             Instant::now() < decided_at,
-            "the event's row stayed locked by the cut worker's transaction"
+            "the event's next command waited for the cut worker (its transaction or its partition)"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures::StreamExt;
 use serde_json::Value;
 use shared::messages::ReservationStatus;
 use testkit::{
@@ -21,9 +22,9 @@ fn assigned(log: &Path) -> Option<BTreeSet<u16>> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let line = text
         .lines()
+        .rev()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|line| line["fields"]["message"] == "command partitions assigned")
-        .last()?;
+        .find(|line| line["fields"]["message"] == "command partitions assigned")?;
     let list = line["fields"]["partitions"].as_str()?;
     Some(list.split(',').filter_map(|p| p.parse().ok()).collect())
 }
@@ -77,12 +78,15 @@ async fn wait_shared_out(logs: &[&Path]) -> Vec<BTreeSet<u16>> {
 }
 
 async fn reserve_async(app: &TestApp, events: &[i64], count: usize) -> Vec<(u16, Value)> {
-    let answers = futures::future::join_all((0..count).map(|i| {
+    // 64 at a time: a load, not a connection storm.
+    let answers: Vec<_> = futures::stream::iter((0..count).map(|i| {
         let event = events[i % events.len()];
         app.http
             .post(app.url(&format!("/events/{event}/reserve?wait=false")))
             .send()
     }))
+    .buffer_unordered(64)
+    .collect()
     .await;
     let mut acknowledged = Vec::new();
     for response in answers {

@@ -10,6 +10,7 @@
 //! beside this one.
 
 mod ceiling;
+mod counters;
 mod load;
 mod profile;
 mod report;
@@ -188,6 +189,11 @@ async fn run(scenario: &Scenario, args: &Args, duration: Duration) -> anyhow::Re
     let mut env = std::collections::BTreeMap::from([
         ("RESERVE_WAIT_TIMEOUT_MS", "30000".to_owned()),
         ("DATABASE_MAX_CONNECTIONS", "32".to_owned()),
+        // The production default, not the test suite's smaller number.
+        (
+            "COMMAND_PARTITIONS",
+            shared::config::DEFAULT_COMMAND_PARTITIONS.to_string(),
+        ),
     ]);
     if let Some(batch) = scenario.batch_size {
         env.insert("BATCH_SIZE", batch.to_string());
@@ -206,6 +212,7 @@ async fn run(scenario: &Scenario, args: &Args, duration: Duration) -> anyhow::Re
     for _ in 0..scenario.events {
         events.push(app.create_event(CAPACITY).await);
     }
+    let before = counters::Counters::read(&app).await?;
     let recording = args
         .perf_secs
         .map(|secs| profile::start(&args.out, scenario.name, secs.min(args.duration_secs)))
@@ -263,6 +270,8 @@ async fn run(scenario: &Scenario, args: &Args, duration: Duration) -> anyhow::Re
         .reduce(f64::max);
     if matches!(scenario.kind, Kind::Pipeline) {
         row.violations = verify(&app, &events, row.operations).await;
+        let after = counters::Counters::read(&app).await?;
+        row.cost = Some(after.cost_since(&before, row.operations));
     }
     Ok(row)
 }

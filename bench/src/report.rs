@@ -57,6 +57,26 @@ impl Report {
                 opt(r.worker_peak_rss_mb),
             );
         }
+        let costed: Vec<&Row> = self.rows.iter().filter(|r| r.cost.is_some()).collect();
+        if !costed.is_empty() {
+            let _ = writeln!(
+                md,
+                "\nWhat one confirmed reservation cost (whole scenario, from the processes' CPU time and the servers' own counters):\n\n| scenario | api CPU µs | worker CPU µs | etcd writes / 1k | MySQL commits / 1k |\n|---|---:|---:|---:|---:|"
+            );
+            for r in costed {
+                if let Some(c) = &r.cost {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {:.0} | {:.0} | {:.1} | {:.1} |",
+                        r.scenario,
+                        c.api_cpu_us,
+                        c.worker_cpu_us,
+                        c.etcd_writes_per_1k,
+                        c.mysql_commits_per_1k
+                    );
+                }
+            }
+        }
         if !self.ratios.is_empty() {
             let _ = writeln!(md, "\n| ratio | value |\n|---|---:|");
             for (name, value) in &self.ratios {

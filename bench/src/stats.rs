@@ -63,6 +63,18 @@ pub struct Row {
     pub violations: u64,
     pub api_peak_rss_mb: Option<f64>,
     pub worker_peak_rss_mb: Option<f64>,
+    /// What one confirmed reservation cost (pipeline rows).
+    pub cost: Option<Cost>,
+}
+
+/// Per confirmed reservation: CPU of the api and of every worker, and
+/// per 1,000 of them: etcd writes and MySQL commits.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Cost {
+    pub api_cpu_us: f64,
+    pub worker_cpu_us: f64,
+    pub etcd_writes_per_1k: f64,
+    pub mysql_commits_per_1k: f64,
 }
 
 impl Row {

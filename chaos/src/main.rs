@@ -84,8 +84,12 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000)]
         max_latency_ms: u64,
     },
-    /// List the scenarios.
-    List,
+    /// List the scenarios, one name a line.
+    List {
+        /// Each with what it injects and what must hold.
+        #[arg(long)]
+        describe: bool,
+    },
 }
 
 fn seed(seed: Option<u64>) -> u64 {
@@ -100,9 +104,13 @@ fn seed(seed: Option<u64>) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Cmd::List => {
-            for name in scenario::ALL {
-                println!("{name}");
+        Cmd::List { describe } => {
+            for scenario in scenario::all() {
+                if describe {
+                    println!("{}\t{}", scenario.name(), scenario.description());
+                } else {
+                    println!("{}", scenario.name());
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

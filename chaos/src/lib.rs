@@ -5,10 +5,11 @@
 //! real deployment ([`scenario`]); some cut a worker off from etcd or MySQL,
 //! or a whole deployment off from Redis, through [`testkit::blackhole`]
 //! proxies, and read the workers' logs by their fields ([`worker_log`]).
-//! `scripts/chaos` runs every scenario.
+//! `scripts/chaos` runs every scenario and prints the [`report`].
 
 pub mod check;
 pub mod history;
+pub mod report;
 pub mod scenario;
 pub mod worker_log;
 pub mod workload;

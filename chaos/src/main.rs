@@ -4,6 +4,7 @@
 //! chaos workload --api http://127.0.0.1:8000 --event 1 --duration-secs 20 --out history.jsonl
 //! chaos check --history history.jsonl --database-url mysql://…/tickets
 //! chaos scenario kill-worker --short --dir .chaos/runs/kill-worker --service-cmd "scripts/chaos service"
+//! chaos report .chaos/runs/*/result.json
 //! ```
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
@@ -12,7 +13,7 @@ use anyhow::Context;
 use chaos::{
     check::{self, Limits},
     history::{self, EventMeta, HistoryWriter, Meta},
-    scenario, workload,
+    report, scenario, workload,
 };
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -90,6 +91,12 @@ enum Cmd {
         #[arg(long)]
         describe: bool,
     },
+    /// Print the suite's report (a Markdown table and the violations) from
+    /// the scenarios' `result.json` files.
+    Report {
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+    },
 }
 
 fn seed(seed: Option<u64>) -> u64 {
@@ -112,6 +119,11 @@ async fn main() -> anyhow::Result<ExitCode> {
                     println!("{}", scenario.name());
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Report { results } => {
+            let entries: Vec<report::Entry> = results.iter().map(|p| report::read(p)).collect();
+            print!("{}", report::render(&entries));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Workload {

@@ -56,7 +56,7 @@ impl Scenario for StopWorker {
         _records: &'a [Record],
     ) -> LocalBoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            let refused = |logs: Vec<WorkerLog>| -> (usize, usize) {
+            let tally = |logs: Vec<WorkerLog>| -> (usize, usize) {
                 logs.iter().fold((0, 0), |(refused, failed), log| {
                     (
                         refused + log.stale_refusals().count(),
@@ -64,8 +64,8 @@ impl Scenario for StopWorker {
                     )
                 })
             };
-            let (stale, _) = refused(run.logs_of(None));
-            let (stale_paused, failed_paused) = refused(run.logs_of(Some(&self.stopped)));
+            let (stale, _) = tally(run.logs_of(None));
+            let (stale_paused, failed_paused) = tally(run.logs_of(Some(&self.stopped)));
             run.notes.push(format!(
                 "worker logs: {stale} write(s) refused for a stale fencing token \
                  ({stale_paused} by the paused workers); {failed_paused} failed decision \

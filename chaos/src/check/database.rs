@@ -1,11 +1,9 @@
 //! Reading the database for the checker: one consistent snapshot of the
-//! history's events and their reservations, taken once the acknowledged
-//! commands have settled (or the wait is over).
+//! history's events and their reservations.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{DbState, EventRow, Limits, Row, Summary, check, split, unresolved};
-use crate::history::Record;
+use super::model::{DbState, EventRow, Row};
 
 /// Reads the events of the history (all events when it names none) and
 /// their reservations, from one consistent snapshot: workers may still be
@@ -56,29 +54,4 @@ pub async fn load_db(database_url: &str, events: &[i64]) -> anyhow::Result<DbSta
     db.commit().await?;
     pool.close().await.ok();
     Ok(state)
-}
-
-/// Waits up to `wait` for the acknowledged commands to reach a final state
-/// (reading the database every half second), then checks.
-pub async fn check_database(
-    history: &[Record],
-    database_url: &str,
-    wait: Duration,
-    limits: Limits,
-) -> anyhow::Result<Summary> {
-    let events: Vec<i64> = split(history)
-        .0
-        .map(|m| m.events.iter().map(|e| e.id).collect())
-        .unwrap_or_default();
-    let deadline = Instant::now() + wait;
-    loop {
-        let db = load_db(database_url, &events).await;
-        match db {
-            Ok(db) if unresolved(history, &db).is_empty() || Instant::now() >= deadline => {
-                return Ok(check(history, &db, limits));
-            }
-            Err(error) if Instant::now() >= deadline => return Err(error),
-            _ => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use testkit::invariants::rules::{self, EventTally};
 
-use super::{DbState, EventSummary, Violation};
+use super::model::{DbState, EventSummary, Violation};
 
 /// Checks `events` in `db`, and records each one's figures in `summary`.
 pub(super) fn check(

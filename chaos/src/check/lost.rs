@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use testkit::invariants::rules;
 use uuid::Uuid;
 
-use super::{DbState, Violation, split};
+use super::model::{DbState, Violation, split};
 use crate::history::{OpKind, Record};
 
 /// Acknowledged commands that have not reached a final state in `db`.

@@ -1,6 +1,6 @@
 //! The checker's summary as text, for a person reading a run's output.
 
-use super::Summary;
+use super::model::Summary;
 
 /// Violations listed in full; the rest are counted.
 const LISTED: usize = 50;

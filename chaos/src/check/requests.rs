@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Limits, Summary, Violation};
+use super::model::{Limits, Summary, Violation};
 use crate::history::{Fault, Op, OpKind};
 
 /// A request this long after a fault healed still counts as during it.

@@ -8,7 +8,7 @@ use shared::messages::ReservationStatus::{self, Cancelled, Confirmed, Rejected};
 use testkit::invariants::rules;
 use uuid::Uuid;
 
-use super::{DbState, Row, Summary, Violation};
+use super::model::{DbState, Row, Summary, Violation};
 use crate::history::{Op, OpKind};
 
 /// An answer that reported a reservation's status.

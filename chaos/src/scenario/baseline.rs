@@ -3,7 +3,10 @@
 
 use futures::future::LocalBoxFuture;
 
-use super::{Run, Scenario, run::secs};
+use super::{
+    contract::Scenario,
+    run::{Run, secs},
+};
 
 pub(super) struct Baseline;
 

@@ -16,9 +16,11 @@ use futures::future::LocalBoxFuture;
 use testkit::blackhole::Blackhole;
 
 use super::{
-    Run, Scenario, answers, database, etcd,
+    answers,
+    contract::Scenario,
+    database, etcd,
     process::wait_for,
-    run::{DECIDE_TIMEOUT_MS, LEASE_TTL_SECS, leases_of, secs},
+    run::{DECIDE_TIMEOUT_MS, LEASE_TTL_SECS, Run, leases_of, secs},
 };
 use crate::{history::Record, worker_log::WorkerLog};
 

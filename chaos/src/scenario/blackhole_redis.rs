@@ -9,7 +9,11 @@ use anyhow::Context;
 use futures::future::LocalBoxFuture;
 use testkit::blackhole::Blackhole;
 
-use super::{Env, Run, Scenario, answers, run::secs};
+use super::{
+    answers,
+    contract::Scenario,
+    run::{Env, Run, secs},
+};
 use crate::history::Record;
 
 #[derive(Default)]

@@ -13,9 +13,9 @@ use futures::future::LocalBoxFuture;
 use rand::{Rng, rngs::StdRng};
 
 use super::{
-    Run, Scenario,
+    contract::Scenario,
     process::signal,
-    run::{WORKERS, secs},
+    run::{Run, WORKERS, secs},
 };
 
 const POINTS: &[&str] = &["after-commit", "after-publish"];

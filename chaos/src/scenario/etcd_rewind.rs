@@ -11,10 +11,11 @@ use anyhow::Context;
 use futures::future::LocalBoxFuture;
 
 use super::{
-    Run, Scenario, answers,
+    answers,
+    contract::Scenario,
     database::{self, REVISION_MASK},
     etcd,
-    run::secs,
+    run::{Run, secs},
 };
 use crate::history::Record;
 

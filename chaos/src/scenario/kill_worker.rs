@@ -6,7 +6,10 @@ use anyhow::Context;
 use futures::future::LocalBoxFuture;
 use rand::Rng;
 
-use super::{Run, Scenario, run::secs};
+use super::{
+    contract::Scenario,
+    run::{Run, secs},
+};
 
 pub(super) struct KillWorker;
 

@@ -10,6 +10,7 @@ mod baseline;
 mod blackhole_mysql;
 mod blackhole_redis;
 mod broker;
+mod contract;
 mod crash_points;
 mod database;
 mod etcd;
@@ -31,51 +32,17 @@ use std::{
 };
 
 use anyhow::Context;
-use futures::future::LocalBoxFuture;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-pub use self::run::Run;
-use crate::{
-    check::{self, Limits, Summary},
-    history::{self, Record},
-    workload,
+pub use self::{
+    contract::Scenario,
+    run::{Env, Run, ScenarioOptions},
 };
-
-/// Environment of every process of a deployment.
-pub type Env = BTreeMap<&'static str, String>;
-
-/// One kind of fault, injected into a running deployment while the
-/// workload runs. The checker judges every run by the same invariants; a
-/// scenario adds what is particular to its fault in [`Scenario::assess`]
-/// or while injecting ([`Run::violate`]).
-pub trait Scenario {
-    /// The name on the command line and in the report.
-    fn name(&self) -> &'static str;
-
-    /// The fault, and what must hold through it, in a line.
-    fn description(&self) -> &'static str;
-
-    /// Changes the deployment's environment before it starts (a proxy in
-    /// front of a server, a configuration under test).
-    fn prepare<'a>(&'a mut self, _env: &'a mut Env) -> LocalBoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    /// Injects the fault (and heals it) while the workload runs; the
-    /// workload stops when this returns.
-    fn inject<'a>(&'a mut self, run: &'a mut Run) -> LocalBoxFuture<'a, anyhow::Result<()>>;
-
-    /// Once the workload has stopped: the scenario's own checks and notes,
-    /// with the history at hand.
-    fn assess<'a>(
-        &'a mut self,
-        _run: &'a mut Run,
-        _records: &'a [Record],
-    ) -> LocalBoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async { Ok(()) })
-    }
-}
+use crate::{
+    check::{self, Summary},
+    history, workload,
+};
 
 /// Every scenario, in the order `scripts/chaos` runs them.
 pub fn all() -> Vec<Box<dyn Scenario>> {
@@ -100,18 +67,6 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
 /// The scenario called `name`.
 pub fn find(name: &str) -> Option<Box<dyn Scenario>> {
     all().into_iter().find(|s| s.name() == name)
-}
-
-#[derive(Debug, Clone)]
-pub struct ScenarioOptions {
-    pub short: bool,
-    pub dir: PathBuf,
-    /// Program and leading arguments that stop/start a server:
-    /// `<cmd…> stop|start mysql|rabbitmq|etcd`.
-    pub service_cmd: Vec<String>,
-    pub seed: u64,
-    pub clients: usize,
-    pub limits: Limits,
 }
 
 /// One run's outcome: `<dir>/result.json`, a row of the report.

@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 
 use futures::future::LocalBoxFuture;
 
-use super::{Env, Run, Scenario, broker, run::secs};
+use super::{
+    broker,
+    contract::Scenario,
+    run::{Env, Run, secs},
+};
 use crate::workload;
 
 /// The deployment: one decision per lock and transaction (the slow

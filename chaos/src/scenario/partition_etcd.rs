@@ -10,9 +10,10 @@ use futures::future::LocalBoxFuture;
 use testkit::blackhole::Blackhole;
 
 use super::{
-    Run, Scenario, etcd,
+    contract::Scenario,
+    etcd,
     process::wait_for,
-    run::{LEASE_TTL_SECS, leases_of, secs},
+    run::{LEASE_TTL_SECS, Run, leases_of, secs},
 };
 use crate::worker_log::WorkerLog;
 

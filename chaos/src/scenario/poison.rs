@@ -21,9 +21,9 @@ use sea_orm::EntityTrait;
 use uuid::Uuid;
 
 use super::{
-    Run, Scenario,
     broker::{self, queue_length},
-    run::secs,
+    contract::Scenario,
+    run::{Run, secs},
 };
 use crate::{
     check,

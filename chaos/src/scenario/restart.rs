@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use futures::future::LocalBoxFuture;
 
-use super::{Run, Scenario, run::secs};
+use super::{
+    contract::Scenario,
+    run::{Run, secs},
+};
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Server {

@@ -4,7 +4,7 @@
 //! every scenario uses to act on the deployment live here.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -14,13 +14,28 @@ use anyhow::{Context, bail};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use testkit::app::{Options, TestApp};
 
-use super::{Env, ScenarioOptions, etcd};
+use super::etcd;
 use crate::{
-    check::Violation,
+    check::{Limits, Violation},
     history::{EventMeta, Fault, HistoryWriter, Meta, Record},
     worker_log::WorkerLog,
     workload,
 };
+
+/// Environment of every process of a deployment.
+pub type Env = BTreeMap<&'static str, String>;
+
+#[derive(Debug, Clone)]
+pub struct ScenarioOptions {
+    pub short: bool,
+    pub dir: PathBuf,
+    /// Program and leading arguments that stop/start a server:
+    /// `<cmd…> stop|start mysql|rabbitmq|etcd`.
+    pub service_cmd: Vec<String>,
+    pub seed: u64,
+    pub clients: usize,
+    pub limits: Limits,
+}
 
 /// Lease TTL of the workers, so that a paused worker loses its locks fast.
 pub(super) const LEASE_TTL_SECS: u64 = 2;
@@ -32,7 +47,7 @@ pub(super) const WORKERS: usize = 3;
 const CAPACITIES: &[i64] = &[60, 300, 3000];
 
 /// The environment every process of a scenario's deployment starts with,
-/// before the scenario's own ([`super::Scenario::prepare`]).
+/// before the scenario's own (`Scenario::prepare`).
 pub(super) fn base_env() -> Env {
     Env::from([
         ("LOCK_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string()),

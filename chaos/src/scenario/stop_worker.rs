@@ -13,9 +13,10 @@ use futures::future::LocalBoxFuture;
 use rand::Rng;
 
 use super::{
-    Run, Scenario, database, etcd,
+    contract::Scenario,
+    database, etcd,
     process::{is_stopped, signal, wait_for},
-    run::{leases_of, secs},
+    run::{Run, leases_of, secs},
 };
 use crate::{
     history::Record,

@@ -4,6 +4,7 @@
 //! chaos workload --api http://127.0.0.1:8000 --event 1 --duration-secs 20 --out history.jsonl
 //! chaos check --history history.jsonl --database-url mysql://…/tickets
 //! chaos scenario kill-worker --short --dir .chaos/runs/kill-worker --service-cmd "scripts/chaos service"
+//! chaos report .chaos/runs/*/result.json
 //! ```
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
@@ -12,7 +13,7 @@ use anyhow::Context;
 use chaos::{
     check::{self, Limits},
     history::{self, EventMeta, HistoryWriter, Meta},
-    scenario, workload,
+    report, scenario, workload,
 };
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -84,8 +85,18 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000)]
         max_latency_ms: u64,
     },
-    /// List the scenarios.
-    List,
+    /// List the scenarios, one name a line.
+    List {
+        /// Each with what it injects and what must hold.
+        #[arg(long)]
+        describe: bool,
+    },
+    /// Print the suite's report (a Markdown table and the violations) from
+    /// the scenarios' `result.json` files.
+    Report {
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+    },
 }
 
 fn seed(seed: Option<u64>) -> u64 {
@@ -100,10 +111,19 @@ fn seed(seed: Option<u64>) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Cmd::List => {
-            for name in scenario::ALL {
-                println!("{name}");
+        Cmd::List { describe } => {
+            for scenario in scenario::all() {
+                if describe {
+                    println!("{}\t{}", scenario.name(), scenario.description());
+                } else {
+                    println!("{}", scenario.name());
+                }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Report { results } => {
+            let entries: Vec<report::Entry> = results.iter().map(|p| report::read(p)).collect();
+            print!("{}", report::render(&entries));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Workload {

@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures::future::LocalBoxFuture;
 use lapin::{
     BasicProperties,
     options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions},
@@ -19,9 +20,13 @@ use rand::Rng;
 use sea_orm::EntityTrait;
 use uuid::Uuid;
 
-use super::{Run, queue_length};
+use super::{
+    broker::{self, queue_length},
+    contract::Scenario,
+    run::{Run, secs},
+};
 use crate::{
-    check::{self, Violation},
+    check,
     history::{OpKind, Record},
 };
 
@@ -30,7 +35,7 @@ const UNKNOWN_USER: i64 = 987_654_321;
 
 /// What the scenario put on the command queue.
 #[derive(Debug, Default)]
-pub(super) struct Published {
+pub(super) struct Poison {
     /// Messages that are not commands.
     undecodable: u64,
     refused: Vec<Refused>,
@@ -48,13 +53,44 @@ struct Refused {
     codes: &'static [u16],
 }
 
-impl Run<'_> {
+impl Scenario for Poison {
+    fn name(&self) -> &'static str {
+        "poison"
+    }
+
+    fn description(&self) -> &'static str {
+        "undecodable messages and commands the database refuses: dead-lettered with their \
+         reason, no row, the commands around them still decided"
+    }
+
+    fn inject<'a>(&'a mut self, run: &'a mut Run) -> LocalBoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            tokio::time::sleep(secs(2.0)).await;
+            for _ in 0..(if run.short() { 1 } else { 3 }) {
+                self.publish(run).await?;
+                tokio::time::sleep(secs(2.0)).await;
+            }
+            tokio::time::sleep(secs(4.0)).await;
+            Ok(())
+        })
+    }
+
+    fn assess<'a>(
+        &'a mut self,
+        run: &'a mut Run,
+        records: &'a [Record],
+    ) -> LocalBoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.check(run, records))
+    }
+}
+
+impl Poison {
     /// One round: garbage, a wrong-version command, a 1 MB body, and two
     /// commands that decode but break a constraint, published straight to
     /// the command queue.
-    pub(super) async fn poison(&mut self) -> anyhow::Result<()> {
-        let start = self.history.now_ms();
-        let (topology, connection, channel) = self.broker().await?;
+    async fn publish(&mut self, run: &mut Run) -> anyhow::Result<()> {
+        let start = run.history.now_ms();
+        let (topology, connection, channel) = broker::connect(&run.app.namespace).await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
@@ -73,8 +109,8 @@ impl Run<'_> {
             ),
             ("1 MB body", huge),
         ];
-        self.poison.undecodable += messages.len() as u64;
-        let event = self.events[self.rng.random_range(0..self.events.len())].id;
+        self.undecodable += messages.len() as u64;
+        let event = run.events[run.rng.random_range(0..run.events.len())].id;
         for (what, quantity, user, codes) in [
             ("unknown user", 1, UNKNOWN_USER.to_string(), &[1452][..]),
             ("quantity 0", 0, "null".to_owned(), &[4025, 3819][..]),
@@ -87,7 +123,7 @@ impl Run<'_> {
                 )
                 .into_bytes(),
             ));
-            self.poison.refused.push(Refused {
+            self.refused.push(Refused {
                 id,
                 event,
                 what,
@@ -109,9 +145,9 @@ impl Run<'_> {
                 .await?;
             sent.push(format!("{what} ({} bytes)", payload.len()));
         }
-        self.poison.first_refused_ms.get_or_insert(start);
+        self.first_refused_ms.get_or_insert(start);
         connection.close(200, "done".into()).await.ok();
-        self.fault(
+        run.fault(
             "poison-messages",
             format!(
                 "published to {}: {}; the last two on event {event}",
@@ -126,9 +162,9 @@ impl Run<'_> {
     /// Every poison message must be in the dead-letter queue, the refused
     /// commands with the error that refused them and no row; no command of
     /// the workload may be there.
-    pub(super) async fn check_poison(&mut self, records: &[Record]) -> anyhow::Result<()> {
-        let expected = self.poison.undecodable + self.poison.refused.len() as u64;
-        let (topology, connection, channel) = self.broker().await?;
+    async fn check(&self, run: &mut Run, records: &[Record]) -> anyhow::Result<()> {
+        let expected = self.undecodable + self.refused.len() as u64;
+        let (topology, connection, channel) = broker::connect(&run.app.namespace).await?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while u64::from(queue_length(&channel, &topology.dead_letters).await?) < expected
             && Instant::now() < deadline
@@ -159,13 +195,13 @@ impl Run<'_> {
         connection.close(200, "done".into()).await.ok();
 
         let mut found = Vec::new();
-        for refused in &self.poison.refused {
+        for refused in &self.refused {
             let reason = reasons
                 .iter()
                 .find(|(id, _)| *id == Some(refused.id))
                 .map(|(_, reason)| reason.clone());
             let stored = shared::entities::reservation::Entity::find_by_id(refused.id)
-                .one(&self.app.db)
+                .one(&run.app.db)
                 .await?
                 .is_some();
             let expected_code = reason.as_deref().is_some_and(|reason| {
@@ -184,7 +220,7 @@ impl Run<'_> {
                 _ => None,
             };
             if let Some(problem) = problem {
-                self.extra.push(Violation {
+                run.violations.push(check::Violation {
                     rule: "poison",
                     id: refused.id.to_string(),
                     detail: format!("refused command ({}): {problem}", refused.what),
@@ -197,51 +233,44 @@ impl Run<'_> {
         found.dedup();
         let strays = reasons
             .iter()
-            .filter(|(id, _)| !self.poison.refused.iter().any(|r| Some(r.id) == *id))
+            .filter(|(id, _)| !self.refused.iter().any(|r| Some(r.id) == *id))
             .count();
         if strays > 0 {
-            self.extra.push(Violation {
+            run.violations.push(check::Violation {
                 rule: "poison",
                 id: topology.dead_letters.clone(),
                 detail: format!("{strays} command(s) of the workload refused by the database"),
             });
         }
-        if without_reason != self.poison.undecodable {
-            self.extra.push(Violation {
+        if without_reason != self.undecodable {
+            run.violations.push(check::Violation {
                 rule: "poison",
                 id: topology.dead_letters.clone(),
                 detail: format!(
                     "{} undecodable message(s) published, {without_reason} dead-lettered",
-                    self.poison.undecodable
+                    self.undecodable
                 ),
             });
         }
-        let (mut not_commands, mut refused_logged) = (0, 0);
-        for (_, log) in &self.worker_logs {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            not_commands += text
-                .matches("dead-lettering a message that is not a command")
-                .count();
-            refused_logged += text
-                .matches("dead-lettering a command the database refused")
-                .count();
-        }
-        if (not_commands as u64) < self.poison.undecodable {
-            self.extra.push(Violation {
+        let logs = run.logs_of(None);
+        let not_commands: usize = logs.iter().map(|l| l.undecodable_dead_lettered()).sum();
+        let refused_logged: usize = logs.iter().map(|l| l.refused_dead_lettered()).sum();
+        if (not_commands as u64) < self.undecodable {
+            run.violations.push(check::Violation {
                 rule: "poison",
                 id: topology.dead_letters.clone(),
                 detail: format!(
                     "{} undecodable message(s) published, {not_commands} dead-lettering(s) logged",
-                    self.poison.undecodable
+                    self.undecodable
                 ),
             });
         }
-        self.notes.push(format!(
+        run.notes.push(format!(
             "{} undecodable message(s) and {} refused command(s) published; in {}: \
              {without_reason} without a reason, {} with x-refused-reason ({}); worker logs: \
              {not_commands} 'not a command', {refused_logged} 'the database refused'; {}",
-            self.poison.undecodable,
-            self.poison.refused.len(),
+            self.undecodable,
+            self.refused.len(),
             topology.dead_letters,
             reasons.len(),
             found.join("; "),
@@ -253,7 +282,7 @@ impl Run<'_> {
     /// Reserves decided synchronously on the events the refused commands
     /// were published on, after the first of them.
     fn decided_after_refused(&self, records: &[Record]) -> String {
-        let Some(since) = self.poison.first_refused_ms else {
+        let Some(since) = self.first_refused_ms else {
             return "no refused command published".to_owned();
         };
         let (_, ops, _) = check::split(records);
@@ -263,11 +292,7 @@ impl Run<'_> {
                 op.op == OpKind::Reserve
                     && matches!(op.status, 200 | 409)
                     && op.start_ms > since
-                    && self
-                        .poison
-                        .refused
-                        .iter()
-                        .any(|r| Some(r.event) == op.event_id)
+                    && self.refused.iter().any(|r| Some(r.event) == op.event_id)
             })
             .count();
         format!("{decided} reserve(s) decided synchronously on the poisoned events afterwards")

@@ -1,0 +1,57 @@
+//! Reading the database for the checker: one consistent snapshot of the
+//! history's events and their reservations.
+
+use std::time::Duration;
+
+use super::model::{DbState, EventRow, Row};
+
+/// Reads the events of the history (all events when it names none) and
+/// their reservations, from one consistent snapshot: workers may still be
+/// deciding (commands the api never acknowledged, late cancels), and rows
+/// read at different moments would make a correct database look
+/// unbalanced.
+pub async fn load_db(database_url: &str, events: &[i64]) -> anyhow::Result<DbState> {
+    use sea_orm::{
+        AccessMode, ColumnTrait, EntityTrait, IsolationLevel, QueryFilter, TransactionTrait,
+    };
+    use shared::entities::{event, reservation};
+
+    let pool = shared::db::connect_url(database_url, 2, Duration::from_secs(10)).await?;
+    let db = pool
+        .begin_with_config(
+            Some(IsolationLevel::RepeatableRead),
+            Some(AccessMode::ReadOnly),
+        )
+        .await?;
+    let mut query = event::Entity::find();
+    if !events.is_empty() {
+        query = query.filter(event::Column::Id.is_in(events.iter().copied()));
+    }
+    let mut state = DbState::default();
+    for e in query.all(&db).await? {
+        state.events.insert(
+            e.id,
+            EventRow {
+                capacity: e.capacity.into(),
+                available: e.available.into(),
+            },
+        );
+        let rows = reservation::Entity::find()
+            .filter(reservation::Column::EventId.eq(e.id))
+            .all(&db)
+            .await?;
+        for r in rows {
+            state.rows.insert(
+                r.id,
+                Row {
+                    event_id: r.event_id,
+                    status: r.status,
+                    quantity: r.quantity,
+                },
+            );
+        }
+    }
+    db.commit().await?;
+    pool.close().await.ok();
+    Ok(state)
+}

@@ -1,0 +1,52 @@
+//! Invariants 1 and 2 on the database: per event, `available` within
+//! `[0, capacity]` and `available + Σ confirmed == capacity`, by the rules
+//! the system tests apply ([`testkit::invariants::rules`]).
+
+use std::collections::BTreeMap;
+
+use testkit::invariants::rules::{self, EventTally};
+
+use super::model::{DbState, EventSummary, Violation};
+
+/// Checks `events` in `db`, and records each one's figures in `summary`.
+pub(super) fn check(
+    events: &[i64],
+    db: &DbState,
+    summary: &mut BTreeMap<i64, EventSummary>,
+) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for event_id in events {
+        let id = format!("event {event_id}");
+        let Some(event) = db.events.get(event_id) else {
+            violations.push(Violation::new(
+                "inv1-range",
+                id,
+                "event missing from the database",
+            ));
+            continue;
+        };
+        let confirmed = rules::confirmed_quantity(
+            db.rows
+                .values()
+                .filter(|r| r.event_id == *event_id)
+                .map(|r| (r.status, r.quantity)),
+        );
+        summary.insert(
+            *event_id,
+            EventSummary {
+                capacity: event.capacity,
+                available: event.available,
+                confirmed_quantity: confirmed,
+            },
+        );
+        let tally = EventTally {
+            capacity: event.capacity,
+            available: event.available,
+            confirmed,
+        };
+        for breach in rules::event_breaches(tally) {
+            violations.push(Violation::new(breach.rule(), &*id, breach.to_string()));
+        }
+    }
+    violations
+}

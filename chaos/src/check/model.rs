@@ -1,0 +1,112 @@
+//! What the checker reads (the database's state) and what it reports (a
+//! summary with its violations), and the history split into its parts: the
+//! vocabulary every rule family shares.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+};
+
+use serde::Serialize;
+use shared::messages::ReservationStatus;
+use uuid::Uuid;
+
+use crate::history::{Fault, Meta, Op, Record};
+
+/// What the checker needs of the database.
+#[derive(Debug, Clone, Default)]
+pub struct DbState {
+    pub events: BTreeMap<i64, EventRow>,
+    pub rows: HashMap<Uuid, Row>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct EventRow {
+    pub capacity: i64,
+    pub available: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    pub event_id: i64,
+    pub status: ReservationStatus,
+    pub quantity: i32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Violation {
+    pub rule: &'static str,
+    /// The offending reservation id, event or request.
+    pub id: String,
+    pub detail: String,
+}
+
+impl Violation {
+    pub fn new(rule: &'static str, id: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            rule,
+            id: id.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.rule, self.id, self.detail)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A request slower than this is a hang.
+    pub max_latency_ms: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_latency_ms: 10_000.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub operations: usize,
+    pub by_op: BTreeMap<String, BTreeMap<u16, usize>>,
+    pub faults: usize,
+    pub fault_kinds: BTreeMap<String, usize>,
+    pub acknowledged: usize,
+    pub reservations_seen: usize,
+    /// Rows of the history's events that no answer named (e.g. a reserve
+    /// whose answer was a 503 after the broker had stored it).
+    pub rows_not_in_history: usize,
+    pub max_latency_ms: f64,
+    /// Slowest request that overlapped a fault window (or the 5 s after it).
+    pub max_latency_during_faults_ms: f64,
+    pub events: BTreeMap<i64, EventSummary>,
+    pub violations: Vec<Violation>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct EventSummary {
+    pub capacity: i64,
+    pub available: i64,
+    pub confirmed_quantity: i64,
+}
+
+/// Splits a history into its parts.
+pub fn split(history: &[Record]) -> (Option<&Meta>, Vec<&Op>, Vec<&Fault>) {
+    let mut meta = None;
+    let mut ops = Vec::new();
+    let mut faults = Vec::new();
+    for record in history {
+        match record {
+            Record::Meta(m) => meta = meta.or(Some(m)),
+            Record::Op(op) => ops.push(op),
+            Record::Fault(f) => faults.push(f),
+        }
+    }
+    (meta, ops, faults)
+}

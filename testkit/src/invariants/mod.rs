@@ -1,0 +1,118 @@
+//! The invariants of DESIGN.md §2, checked against the database by the
+//! system tests and the benchmark. The rules themselves are in [`rules`],
+//! which the chaos checker applies too.
+
+pub mod rules;
+
+use std::collections::HashMap;
+
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use serde_json::Value;
+use shared::{
+    entities::{event, reservation},
+    messages::ReservationStatus,
+};
+use uuid::Uuid;
+
+pub struct Snapshot {
+    pub capacity: i64,
+    pub available: i64,
+    pub reservations: HashMap<Uuid, reservation::Model>,
+}
+
+impl Snapshot {
+    pub fn confirmed_quantity(&self) -> i64 {
+        rules::confirmed_quantity(self.reservations.values().map(|r| (r.status, r.quantity)))
+    }
+
+    pub fn count(&self, status: ReservationStatus) -> usize {
+        self.reservations
+            .values()
+            .filter(|r| r.status == status)
+            .count()
+    }
+
+    /// Violations of invariants 1 and 2, described.
+    pub fn violations(&self) -> Vec<String> {
+        rules::event_breaches(rules::EventTally {
+            capacity: self.capacity,
+            available: self.available,
+            confirmed: self.confirmed_quantity(),
+        })
+        .iter()
+        .map(|breach| format!("{}: {breach}", breach.rule()))
+        .collect()
+    }
+}
+
+/// Reads the event and its reservations.
+pub async fn snapshot(db: &DatabaseConnection, event_id: i64) -> Snapshot {
+    let event = event::Entity::find_by_id(event_id)
+        .one(db)
+        .await
+        .expect("read event")
+        .expect("event exists");
+    let reservations = reservation::Entity::find()
+        .filter(reservation::Column::EventId.eq(event_id))
+        .all(db)
+        .await
+        .expect("read reservations")
+        .into_iter()
+        .map(|r| (r.id, r))
+        .collect();
+    Snapshot {
+        capacity: event.capacity.into(),
+        available: event.available.into(),
+        reservations,
+    }
+}
+
+/// Reads the event and its reservations and asserts invariants 1 and 2.
+pub async fn check(db: &DatabaseConnection, event_id: i64) -> Snapshot {
+    let snapshot = snapshot(db, event_id).await;
+    let violations = snapshot.violations();
+    assert!(violations.is_empty(), "{violations:?}");
+    snapshot
+}
+
+/// Invariants 4 and 5: every answer a client got matches the database. A
+/// decided answer (200 confirmed; 409 rejected, or cancelled since) names
+/// the status its row must have, with the same quantity; an acknowledged
+/// one (202) must have reached a final state. No cancel is assumed asked.
+pub fn check_responses(snapshot: &Snapshot, responses: &[(u16, Value)]) {
+    for (status, body) in responses {
+        let id: Uuid = body["reservation_id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("response {status} without reservation_id: {body}"));
+        let row = snapshot.reservations.get(&id);
+        match status {
+            200 | 409 => {
+                let row = row.unwrap_or_else(|| panic!("no row for answered reservation {id}"));
+                let answered: ReservationStatus = serde_json::from_value(body["status"].clone())
+                    .unwrap_or_else(|_| panic!("{status} without a status: {body}"));
+                assert!(
+                    *status == 409 || answered == ReservationStatus::Confirmed,
+                    "200 but {body}"
+                );
+                assert!(
+                    rules::answer_agrees(answered, row.status, false),
+                    "{status} {answered:?} but {row:?}"
+                );
+                let quantity = body["quantity"].as_i64();
+                assert!(
+                    *status == 409 || quantity.is_some(),
+                    "200 without a quantity: {body}"
+                );
+                if let Some(quantity) = quantity {
+                    assert_eq!(i64::from(row.quantity), quantity, "{body} but {row:?}");
+                }
+            }
+            202 => assert!(
+                rules::command_settled(false, row.map(|r| r.status)),
+                "202 never decided: {row:?}"
+            ),
+            other => panic!("unexpected status {other}: {body}"),
+        }
+    }
+}

@@ -6,8 +6,9 @@
                           --out results.json
         Sends N reservations (random quantity 1..Q, each with its own
         Idempotency-Key) with C threads, at most R started per second.  A 503
-        or 429 (refused, nothing decided) or a connection error is retried
-        with the same key after Retry-After; a 202 is polled at
+        or 429 (refused, nothing decided), a 502/504 from the proxy (the api
+        replica died mid-request) or a connection error is retried with the
+        same key after Retry-After; a 202 is polled at
         GET /reservations/{id} until decided.  When AT requests have been
         started, CMD runs (shell) in the background: fault injection.
         Every request ends decided (200 confirmed / 409 rejected) or the run
@@ -124,7 +125,9 @@ def one_reservation(args, i, quantity, stats, t0):
                 time.sleep(0.2)
             rec.update(error=f"202 for {rid} not decided within {REQUEST_DEADLINE_S}s")
             return rec
-        if status in (503, 429) or status is None:
+        # 502/504: the proxy lost the api replica mid-request (killed): the
+        # reservation may or may not be queued, and the same key finds it.
+        if status in (503, 429, 502, 504) or status is None:
             what = "conn" if status is None else str(status)
             stats.refuse(what, now - t0)
             rec["refusals"] += 1

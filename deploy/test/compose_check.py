@@ -34,6 +34,11 @@
         request went through without a refusal.  Fails when there was no 503
         or no recovery.
 
+    compose_check.py windows --results results.json
+        Between one fault and the next: requests started, how many were
+        refused at least once (retried), answered 202 (polled), and the
+        slowest time to a final answer.  Shows what each fault cost.
+
     compose_check.py invariants --sql CMD
         The two invariants for every event of a database (a restored dump).
 
@@ -242,6 +247,23 @@ def cmd_outage(args):
     return 0 if ok else 1
 
 
+def cmd_windows(args):
+    d = load_results(args.results)
+    faults = sorted(d["summary"]["faults"], key=lambda f: f["t"])
+    bounds = [("before the faults", 0.0)] + [(f["label"], f["t"]) for f in faults]
+    for i, (label, start) in enumerate(bounds):
+        end = bounds[i + 1][1] if i + 1 < len(bounds) else float("inf")
+        rs = [r for r in d["results"] if start <= r["started"] < end and "error" not in r]
+        if not rs:
+            continue
+        slowest = max(r["answered"] - r["started"] for r in rs)
+        print(f"from {label} ({start:.1f}s): {len(rs)} requests, "
+              f"{sum(1 for r in rs if r['refusals'])} refused then retried, "
+              f"{sum(1 for r in rs if r.get('got_202'))} answered 202 then polled, "
+              f"slowest answer {slowest:.1f}s")
+    return 0
+
+
 def sql_rows(sql_cmd, query):
     p = subprocess.run(sql_cmd, shell=True, input=query, capture_output=True, text=True)
     if p.returncode != 0:
@@ -426,6 +448,8 @@ def main():
     p = sub.add_parser("outage")
     p.add_argument("--results", required=True)
     p.add_argument("--label", required=True)
+    p = sub.add_parser("windows")
+    p.add_argument("--results", required=True)
     p = sub.add_parser("invariants")
     p.add_argument("--sql", required=True)
     p = sub.add_parser("dump-counts")
@@ -435,7 +459,7 @@ def main():
     p.add_argument("tables", nargs="+")
     args = ap.parse_args()
     return {"load": cmd_load, "verify": cmd_verify, "invariants": cmd_invariants,
-            "summary": cmd_summary, "outage": cmd_outage,
+            "summary": cmd_summary, "outage": cmd_outage, "windows": cmd_windows,
             "dump-counts": cmd_dump_counts, "table-counts": cmd_table_counts}[args.cmd](args)
 
 

@@ -1,13 +1,17 @@
 //! The api's configuration, from flags or the environment.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use anyhow::Context;
 use axum::http::HeaderName;
 use clap::Parser;
+use ipnet::IpNet;
 use shared::{config::ConnectionArgs, settings::SettingsArgs};
 
-use crate::server::Limits;
+use crate::{ratelimit::ProxyHeader, server::Limits};
 
 #[derive(Parser, Debug, Clone)]
 #[command(name = "api", about = "HTTP api of the ticket reservation system")]
@@ -67,9 +71,9 @@ pub struct Config {
 
     /// Reserve requests per second allowed to one client, sustained; 0 turns
     /// the limit off. A client is an API key; anonymous requests are
-    /// limited per address only behind a trusted proxy (`CLIENT_IP_HEADER`),
-    /// since without one every host client may share one address. Beyond
-    /// it: 429 with `Retry-After`.
+    /// limited per address only behind a trusted proxy (`CLIENT_IP_HEADER`,
+    /// `TRUSTED_PROXIES`), since without one every host client may share
+    /// one address. Beyond it: 429 with `Retry-After`.
     #[arg(long, env = "RESERVE_RATE_LIMIT_PER_SEC", default_value_t = 100)]
     pub reserve_rate_limit_per_sec: u32,
 
@@ -79,12 +83,18 @@ pub struct Config {
     pub reserve_rate_limit_burst: u32,
 
     /// Header holding the client's address, set by a trusted reverse proxy
-    /// (e.g. `X-Real-IP`); when set, anonymous requests are rate limited by
-    /// that address (IPv6 by /64). When empty, anonymous requests are not
-    /// rate limited. Never set it without such a proxy: clients could pick
-    /// their own key.
+    /// (e.g. `X-Real-IP`); when set, anonymous requests coming through a
+    /// proxy in `TRUSTED_PROXIES` are rate limited by that address (IPv6 by
+    /// /64). When empty, anonymous requests are not rate limited.
     #[arg(long, env = "CLIENT_IP_HEADER", default_value = "")]
     pub client_ip_header: String,
+
+    /// Comma-separated addresses or CIDRs of the reverse proxies whose
+    /// `CLIENT_IP_HEADER` is believed. On a connection from any other
+    /// address the header is ignored, so a client that reaches the api
+    /// directly cannot pick its own rate-limit key.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "127.0.0.0/8,::1/128")]
+    pub trusted_proxies: String,
 }
 
 impl Config {
@@ -92,15 +102,32 @@ impl Config {
         self.connections.backend_timeout()
     }
 
-    /// The validated `CLIENT_IP_HEADER`. Empty counts as unset, as compose
-    /// files pass `${CLIENT_IP_HEADER:-}` through.
-    pub fn client_header(&self) -> anyhow::Result<Option<HeaderName>> {
+    /// The validated `CLIENT_IP_HEADER` with the proxies allowed to set it.
+    /// An empty header counts as unset, as compose files pass
+    /// `${CLIENT_IP_HEADER:-}` through.
+    pub fn client_header(&self) -> anyhow::Result<Option<ProxyHeader>> {
         if self.client_ip_header.is_empty() {
             return Ok(None);
         }
-        HeaderName::try_from(self.client_ip_header.as_str())
-            .map(Some)
-            .with_context(|| format!("CLIENT_IP_HEADER {:?}", self.client_ip_header))
+        let name = HeaderName::try_from(self.client_ip_header.as_str())
+            .with_context(|| format!("CLIENT_IP_HEADER {:?}", self.client_ip_header))?;
+        let trusted = self
+            .trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry
+                    .parse::<IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .with_context(|| format!("TRUSTED_PROXIES entry {entry:?}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(
+            !trusted.is_empty(),
+            "CLIENT_IP_HEADER is set but TRUSTED_PROXIES is empty: the header would never be believed"
+        );
+        Ok(Some(ProxyHeader { name, trusted }))
     }
 
     pub fn server_limits(&self) -> Limits {

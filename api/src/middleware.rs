@@ -1,8 +1,10 @@
 //! Middleware of the reserve route: who is asking, and whether they are
 //! over their budget, settled before anything is read or queued.
 
+use std::net::SocketAddr;
+
 use axum::{
-    extract::{FromRequestParts, Request, State},
+    extract::{ConnectInfo, FromRequestParts, Request, State},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -11,6 +13,8 @@ use crate::{auth::Caller, problem::ApiError, state::AppState};
 
 /// Middleware: identifies the caller (401 for a bad key) and answers 429
 /// to one over its budget. The caller stays in the request for the handler.
+/// The TCP peer (set by the server loop) decides whether a proxy's client
+/// address header is believed.
 pub async fn limit_reserve(
     State(state): State<AppState>,
     request: Request,
@@ -24,8 +28,12 @@ pub async fn limit_reserve(
         Ok(caller) => caller,
         Err(error) => return error.into_response(),
     };
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
     let verdict = limiter
-        .key(caller, &parts.headers)
+        .key(caller, peer, &parts.headers)
         .map_or(Ok(()), |key| limiter.check(key));
     match verdict {
         Ok(()) => next.run(Request::from_parts(parts, body)).await,

@@ -6,8 +6,9 @@
                           --out results.json
         Sends N reservations (random quantity 1..Q, each with its own
         Idempotency-Key) with C threads, at most R started per second.  A 503
-        or 429 (refused, nothing decided) or a connection error is retried
-        with the same key after Retry-After; a 202 is polled at
+        or 429 (refused, nothing decided), a 502/504 from the proxy (the api
+        replica died mid-request) or a connection error is retried with the
+        same key after Retry-After; a 202 is polled at
         GET /reservations/{id} until decided.  When AT requests have been
         started, CMD runs (shell) in the background: fault injection.
         Every request ends decided (200 confirmed / 409 rejected) or the run
@@ -32,6 +33,11 @@
         answered and how long after the fault's command returned the first
         request went through without a refusal.  Fails when there was no 503
         or no recovery.
+
+    compose_check.py windows --results results.json
+        Between one fault and the next: requests started, how many were
+        refused at least once (retried), answered 202 (polled), and the
+        slowest time to a final answer.  Shows what each fault cost.
 
     compose_check.py invariants --sql CMD
         The two invariants for every event of a database (a restored dump).
@@ -124,7 +130,9 @@ def one_reservation(args, i, quantity, stats, t0):
                 time.sleep(0.2)
             rec.update(error=f"202 for {rid} not decided within {REQUEST_DEADLINE_S}s")
             return rec
-        if status in (503, 429) or status is None:
+        # 502/504: the proxy lost the api replica mid-request (killed): the
+        # reservation may or may not be queued, and the same key finds it.
+        if status in (503, 429, 502, 504) or status is None:
             what = "conn" if status is None else str(status)
             stats.refuse(what, now - t0)
             rec["refusals"] += 1
@@ -237,6 +245,23 @@ def cmd_outage(args):
           f"first request without refusal {recovered} after the command returned"
           + ("" if ok else " -- FAILED: expected 503s during the outage and a recovery"))
     return 0 if ok else 1
+
+
+def cmd_windows(args):
+    d = load_results(args.results)
+    faults = sorted(d["summary"]["faults"], key=lambda f: f["t"])
+    bounds = [("before the faults", 0.0)] + [(f["label"], f["t"]) for f in faults]
+    for i, (label, start) in enumerate(bounds):
+        end = bounds[i + 1][1] if i + 1 < len(bounds) else float("inf")
+        rs = [r for r in d["results"] if start <= r["started"] < end and "error" not in r]
+        if not rs:
+            continue
+        slowest = max(r["answered"] - r["started"] for r in rs)
+        print(f"from {label} ({start:.1f}s): {len(rs)} requests, "
+              f"{sum(1 for r in rs if r['refusals'])} refused then retried, "
+              f"{sum(1 for r in rs if r.get('got_202'))} answered 202 then polled, "
+              f"slowest answer {slowest:.1f}s")
+    return 0
 
 
 def sql_rows(sql_cmd, query):
@@ -423,6 +448,8 @@ def main():
     p = sub.add_parser("outage")
     p.add_argument("--results", required=True)
     p.add_argument("--label", required=True)
+    p = sub.add_parser("windows")
+    p.add_argument("--results", required=True)
     p = sub.add_parser("invariants")
     p.add_argument("--sql", required=True)
     p = sub.add_parser("dump-counts")
@@ -432,7 +459,7 @@ def main():
     p.add_argument("tables", nargs="+")
     args = ap.parse_args()
     return {"load": cmd_load, "verify": cmd_verify, "invariants": cmd_invariants,
-            "summary": cmd_summary, "outage": cmd_outage,
+            "summary": cmd_summary, "outage": cmd_outage, "windows": cmd_windows,
             "dump-counts": cmd_dump_counts, "table-counts": cmd_table_counts}[args.cmd](args)
 
 

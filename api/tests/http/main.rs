@@ -5,4 +5,5 @@
 
 mod harness;
 mod problems;
+mod proxy;
 mod validation;

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Entrypoint of the RabbitMQ stand-in (offline path): writes the settings the
 # official image's configuration has (listen on every interface, logs on the
-# console, default user from RABBITMQ_DEFAULT_USER/PASS/VHOST), then runs the
+# console, default user from RABBITMQ_DEFAULT_USER/PASS/VHOST, cookie from
+# RABBITMQ_ERLANG_COOKIE), then runs the
 # server in the foreground as user rabbitmq.
 set -euo pipefail
 
@@ -18,6 +19,14 @@ if [[ ${1:-} == rabbitmq-server ]]; then
         [[ -z ${RABBITMQ_DEFAULT_VHOST:-} ]] || echo "default_vhost = $RABBITMQ_DEFAULT_VHOST"
     } >"$conf"
     chmod 0600 "$conf"
+    # Nodes of one cluster share the Erlang cookie (the official image
+    # takes it from this variable too); the CLI tools read the file.
+    if [[ -n ${RABBITMQ_ERLANG_COOKIE:-} ]]; then
+        cookie=$HOME/.erlang.cookie
+        [[ ! -e $cookie ]] || chmod 0600 "$cookie"
+        printf '%s' "$RABBITMQ_ERLANG_COOKIE" >"$cookie"
+        chmod 0400 "$cookie"
+    fi
     # The variables are consumed; keep them out of the server's environment.
     unset RABBITMQ_DEFAULT_USER RABBITMQ_DEFAULT_PASS RABBITMQ_DEFAULT_VHOST
     shift

@@ -2,9 +2,16 @@
 //! and consumes this replica's private reply queue, handing each outcome to
 //! the requests waiting for it. A supervisor task reconnects after broker
 //! failures; meanwhile publishing fails fast (the caller answers 503).
+//!
+//! A command whose publish was sent but never confirmed may or may not be
+//! stored; its client is answered 202, so it must reach a decision. Such
+//! commands are kept and published again (every second, and at once after
+//! a reconnect) until the broker confirms one copy: the workers decide a
+//! reservation id once, so a duplicate only returns the stored decision.
 
 use std::{
-    sync::{Arc, RwLock},
+    collections::VecDeque,
+    sync::{Arc, Mutex, RwLock},
     time::Duration,
 };
 
@@ -47,8 +54,26 @@ enum SessionError {
     RepliesEnded,
 }
 
+/// Commands kept for publishing again at most; past it an unconfirmed
+/// command is only logged (its client still polls a pending id).
+const RESEND_CAPACITY: usize = 100_000;
+
+/// How often kept commands are published again while connected (the
+/// first tick is at once, right after a reconnect).
+const RESEND_EVERY: Duration = Duration::from_secs(1);
+
+/// Kept commands published again per pass.
+const RESEND_BATCH: usize = 512;
+
+/// A command whose publish was not confirmed, and the request it came from.
+struct Unconfirmed {
+    command: Command,
+    request_id: Option<String>,
+}
+
 pub struct Broker {
     channel: RwLock<Option<Channel>>,
+    resend: Mutex<VecDeque<Unconfirmed>>,
     pub waiters: Arc<Waiters>,
     topology: Topology,
     reply_queue: String,
@@ -60,6 +85,7 @@ impl Broker {
         let reply_queue = topology.reply_queue(Uuid::new_v4());
         Arc::new(Self {
             channel: RwLock::new(None),
+            resend: Mutex::default(),
             waiters,
             topology,
             reply_queue,
@@ -90,7 +116,62 @@ impl Broker {
     /// `Ok` means the command is stored in the durable queue.
     /// `request_id` travels in the `x-request-id` header, so that the
     /// worker's log lines about the command name the HTTP request.
+    /// `Unconfirmed` means it may be stored: it is kept and sent again
+    /// until a copy is confirmed.
     pub async fn publish(
+        &self,
+        command: &Command,
+        request_id: Option<&str>,
+    ) -> Result<(), PublishError> {
+        let result = self.publish_once(command, request_id).await;
+        if let Err(PublishError::Unconfirmed) = result {
+            self.keep_for_resend(Unconfirmed {
+                command: command.clone(),
+                request_id: request_id.map(str::to_owned),
+            });
+        }
+        result
+    }
+
+    fn keep_for_resend(&self, unconfirmed: Unconfirmed) {
+        let mut resend = self.resend.lock().unwrap_or_else(|p| p.into_inner());
+        if resend.len() < RESEND_CAPACITY {
+            resend.push_back(unconfirmed);
+        } else {
+            tracing::error!(
+                reservation_id = %unconfirmed.command.reservation_id(),
+                "too many unconfirmed commands to send again; this one may stay pending"
+            );
+        }
+    }
+
+    /// Publishes up to `RESEND_BATCH` kept commands again, at once (so a
+    /// pass takes one publish timeout at most); those still not confirmed
+    /// stay for the next pass.
+    async fn resend_unconfirmed(&self) {
+        let kept: Vec<Unconfirmed> = {
+            let mut resend = self.resend.lock().unwrap_or_else(|p| p.into_inner());
+            let count = resend.len().min(RESEND_BATCH);
+            resend.drain(..count).collect()
+        };
+        if kept.is_empty() {
+            return;
+        }
+        let results = futures::future::join_all(kept.iter().map(|unconfirmed| {
+            self.publish_once(&unconfirmed.command, unconfirmed.request_id.as_deref())
+        }))
+        .await;
+        let (mut sent, total) = (0, kept.len());
+        for (unconfirmed, result) in kept.into_iter().zip(results) {
+            match result {
+                Ok(()) => sent += 1,
+                Err(_) => self.keep_for_resend(unconfirmed),
+            }
+        }
+        tracing::info!(sent, of = total, "unconfirmed commands sent again");
+    }
+
+    async fn publish_once(
         &self,
         command: &Command,
         request_id: Option<&str>,
@@ -105,7 +186,7 @@ impl Broker {
         let payload = messages::encode(command);
         let queue = self.topology.command_queue(command.event_id());
         let confirm = async {
-            channel
+            let sent = channel
                 .basic_publish(
                     "".into(),
                     queue.as_str().into(),
@@ -116,12 +197,14 @@ impl Broker {
                     &payload,
                     properties,
                 )
-                .await?
                 .await
+                .map_err(PublishError::from)?;
+            // Sent: from here on a failure leaves the command maybe stored.
+            sent.await.map_err(|_| PublishError::Unconfirmed)
         };
         match tokio::time::timeout(self.publish_timeout, confirm).await {
             Err(_) => Err(PublishError::Unconfirmed),
-            Ok(Err(error)) => Err(error.into()),
+            Ok(Err(error)) => Err(error),
             Ok(Ok(Confirmation::Ack(None))) => Ok(()),
             // Returned as unroutable: the queue does not exist (yet).
             Ok(Ok(Confirmation::Ack(Some(_)))) => Err(PublishError::NotConnected),
@@ -184,7 +267,16 @@ impl Broker {
             .await?;
         self.set_channel(Some(publisher));
         tracing::info!(reply_queue = %self.reply_queue, "connected to the broker");
-        while let Some(delivery) = consumer.next().await {
+        let mut resend_tick = tokio::time::interval(RESEND_EVERY);
+        loop {
+            let delivery = tokio::select! {
+                delivery = consumer.next() => delivery,
+                _ = resend_tick.tick() => {
+                    self.resend_unconfirmed().await;
+                    continue;
+                }
+            };
+            let Some(delivery) = delivery else { break };
             let delivery = delivery?;
             match messages::decode::<Reply>(&delivery.data) {
                 Ok(reply) => {

@@ -21,6 +21,7 @@ use tokio::{
 pub struct Blackhole {
     addr: SocketAddr,
     open: watch::Sender<bool>,
+    severed: watch::Sender<u64>,
     task: JoinHandle<()>,
 }
 
@@ -32,8 +33,14 @@ impl Blackhole {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (open, watcher) = watch::channel(true);
-        let task = tokio::spawn(accept(listener, upstreams, watcher));
-        Ok(Self { addr, open, task })
+        let (severed, severings) = watch::channel(0);
+        let task = tokio::spawn(accept(listener, upstreams, watcher, severings));
+        Ok(Self {
+            addr,
+            open,
+            severed,
+            task,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -47,6 +54,12 @@ impl Blackhole {
     pub fn heal(&self) {
         self.open.send_replace(true);
     }
+
+    /// Drops every connection through the proxy, with the bytes it held
+    /// back: as when the server's node dies, what was in flight is lost.
+    pub fn sever(&self) {
+        self.severed.send_modify(|count| *count += 1);
+    }
 }
 
 impl Drop for Blackhole {
@@ -56,10 +69,28 @@ impl Drop for Blackhole {
     }
 }
 
-async fn accept(listener: TcpListener, upstreams: Vec<String>, open: watch::Receiver<bool>) {
+async fn accept(
+    listener: TcpListener,
+    upstreams: Vec<String>,
+    open: watch::Receiver<bool>,
+    mut severings: watch::Receiver<u64>,
+) {
     let upstreams = std::sync::Arc::new(upstreams);
     let mut connections = JoinSet::new();
-    while let Ok((client, _)) = listener.accept().await {
+    loop {
+        let client = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((client, _)) => client,
+                Err(_) => return,
+            },
+            changed = severings.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                connections.abort_all();
+                continue;
+            }
+        };
         let (upstreams, mut open) = (upstreams.clone(), open.clone());
         connections.spawn(async move {
             if open.wait_for(|open| *open).await.is_err() {

@@ -10,7 +10,7 @@ use shared::topology::Topology;
 /// (close the connection when done).
 pub(super) async fn connect(namespace: &str) -> anyhow::Result<(Topology, Connection, Channel)> {
     // The length bound only matters when declaring; only names are used.
-    let topology = Topology::new(namespace, 100_000);
+    let topology = Topology::new(namespace, 100_000, testkit::app::COMMAND_PARTITIONS);
     let connection = Connection::connect(
         &testkit::app::env("AMQP_URL"),
         ConnectionProperties::default(),
@@ -18,6 +18,15 @@ pub(super) async fn connect(namespace: &str) -> anyhow::Result<(Topology, Connec
     .await?;
     let channel = connection.create_channel().await?;
     Ok((topology, connection, channel))
+}
+
+/// Commands ready in every partition of the command queue.
+pub(super) async fn backlog(channel: &Channel, topology: &Topology) -> anyhow::Result<u32> {
+    let mut total = 0;
+    for queue in topology.command_queues() {
+        total += queue_length(channel, &queue).await?;
+    }
+    Ok(total)
 }
 
 /// Messages ready in `queue` (not counting those delivered and unacked).

@@ -125,10 +125,10 @@ async fn drain(run: &mut Run) -> anyhow::Result<()> {
     let (topology, connection, channel) = broker::connect(&run.app.namespace).await?;
     let drained = Instant::now();
     let deadline = drained + Duration::from_secs(120);
-    let mut left = broker::queue_length(&channel, &topology.commands).await?;
+    let mut left = broker::backlog(&channel, &topology).await?;
     while left > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        left = broker::queue_length(&channel, &topology.commands).await?;
+        left = broker::backlog(&channel, &topology).await?;
     }
     connection.close(200, "done".into()).await.ok();
     run.notes.push(format!(

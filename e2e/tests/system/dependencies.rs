@@ -278,6 +278,49 @@ async fn an_unconfirmed_publish_answers_202_with_a_pollable_id() {
     assert_eq!(invariants::check(&app.db, event).await.available, 7);
 }
 
+/// A publish that was never confirmed because the broker connection died
+/// with the command still in flight (a RabbitMQ node killed): the client
+/// was answered 202, so the api must send the command again once it is
+/// connected, or the reservation stays pending for good (invariant 5).
+/// Found by the cluster node-loss run of `scripts/compose-test --cluster`.
+#[tokio::test]
+async fn a_command_lost_with_its_connection_after_a_202_is_sent_again() {
+    let (proxy, routed) = Blackhole::in_front_of(&env("AMQP_URL"))
+        .await
+        .expect("proxy");
+    let app = TestApp::spawn_with(Options {
+        env: [
+            ("AMQP_URL", routed),
+            ("BACKEND_TIMEOUT_MS", "1000".to_owned()),
+        ]
+        .into(),
+        ..Options::default()
+    })
+    .await;
+    let event = app.create_event(10).await;
+    assert_eq!(app.reserve(event, None).await.0, 200);
+
+    proxy.cut();
+    let response = app
+        .http
+        .post(app.url(&format!("/events/{event}/reserve")))
+        .json(&json!({"quantity": 3}))
+        .send()
+        .await
+        .expect("POST reserve");
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    let id = body["reservation_id"].as_str().unwrap().to_owned();
+    // The connection dies with the command held back: it never reaches
+    // the broker.
+    proxy.sever();
+    proxy.heal();
+
+    let decided = app.wait_decided(&id).await;
+    assert_eq!(decided["status"], "confirmed", "{decided}");
+    assert_eq!(invariants::check(&app.db, event).await.available, 6);
+}
+
 /// After etcd is restored from an older snapshot its revisions, and so the
 /// lock tokens, start again below what the event rows stored. Workers must
 /// notice and carry on (under a new fencing epoch) rather than refuse every

@@ -21,6 +21,15 @@ pub struct Config {
     #[arg(long, env = "WORKER_NAME")]
     pub name: Option<String>,
 
+    /// AMQP heartbeat of the worker's broker connection, in seconds. A
+    /// worker that stops answering (paused, cut off) keeps its partitions'
+    /// single active consumer slot until RabbitMQ drops its connection,
+    /// after about two missed heartbeats: this bounds how long its
+    /// partitions wait for it before their next owner takes over.
+    #[arg(long, env = "WORKER_HEARTBEAT_SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub heartbeat_secs: u16,
+
     /// Unacknowledged commands RabbitMQ may hand this worker at once; bounds
     /// the batch size whatever the live setting says.
     #[arg(long, env = "WORKER_PREFETCH", default_value_t = 512)]

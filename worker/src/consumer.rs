@@ -13,6 +13,7 @@ use lapin::{
     Channel, Connection, ConnectionProperties,
     options::{BasicConsumeOptions, BasicQosOptions},
     types::FieldTable,
+    uri::AMQPUri,
 };
 use sea_orm::DatabaseConnection;
 use shared::{cache::AvailabilityCache, reconnect, settings::LiveSettings, topology::Topology};
@@ -41,6 +42,8 @@ pub(crate) enum SessionError {
     DatabaseFailing(Duration, String),
     #[error("the database does not answer: {0}")]
     DatabaseDown(String),
+    #[error("AMQP_URL: {0}")]
+    BrokerUrl(String),
     #[error("the partition assignment stopped")]
     AssignmentEnded,
 }
@@ -147,8 +150,15 @@ impl Worker {
                 )));
             }
         }
-        let connection = Connection::connect(
-            &self.config.connections.amqp_url,
+        let mut uri: AMQPUri = self
+            .config
+            .connections
+            .amqp_url
+            .parse()
+            .map_err(SessionError::BrokerUrl)?;
+        uri.query.heartbeat = Some(self.config.heartbeat_secs);
+        let connection = Connection::connect_uri(
+            uri,
             ConnectionProperties::default().with_connection_name("worker".into()),
         )
         .await?;

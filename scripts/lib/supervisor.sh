@@ -58,10 +58,12 @@ _svc_supervisord_pid() {
     printf '%s\n' "$pid"
 }
 
-# Start supervisord for this stack; it starts every server (autostart) and
-# any app program left in supervisor/ (svc_stop removes them).
+# Start supervisord for this stack; it starts every server (autostart). App
+# programs belong to the supervisord they were added to: any left by one that
+# died are removed, not started again.
 _svc_supervisord_start() {
     mkdir -p "$SVC_RUN" "$SVC_LOGS" "$SVC_DIR/supervisor"
+    rm -f "$SVC_DIR/supervisor"/*.conf "$SVC_DIR/supervisor"/*.env
     _svc_supervisor_env
     # A clean environment: a server sees PATH and what its program section
     # sets, not the variables of whichever script started the stack.

@@ -66,9 +66,18 @@ _svc_supervisord_start() {
     rm -f "$SVC_DIR/supervisor"/*.conf "$SVC_DIR/supervisor"/*.env
     _svc_supervisor_env
     # A clean environment: a server sees PATH and what its program section
-    # sets, not the variables of whichever script started the stack.
-    if ! env -i PATH="$PATH" ${LANG:+LANG="$LANG"} "${SVC_SUPERVISOR_ENV[@]}" \
-        supervisord -c "$SVC_SUPERVISOR_CONF" >>"$SVC_LOGS/supervisord.stdout.log" 2>&1; then
+    # sets, not the variables of whichever script started the stack. No
+    # inherited descriptor either: supervisord keeps them for its lifetime,
+    # and one may be a lock (`flock dev-stack.lock scripts/dev up` would then
+    # hold the lock until the stack stops, and `scripts/dev down` wait on it).
+    if ! (
+        for fd in /proc/self/fd/*; do
+            fd=${fd##*/}
+            if ((fd > 2)); then eval "exec $fd>&-"; fi
+        done 2>/dev/null
+        exec env -i PATH="$PATH" ${LANG:+LANG="$LANG"} "${SVC_SUPERVISOR_ENV[@]}" \
+            supervisord -c "$SVC_SUPERVISOR_CONF"
+    ) >>"$SVC_LOGS/supervisord.stdout.log" 2>&1; then
         _svc_tail_log "$SVC_LOGS/supervisord.stdout.log" "$SVC_LOGS/supervisord.log"
         svc_die "supervisord failed to start"
     fi

@@ -14,7 +14,9 @@ use std::{
 
 use backon::BackoffBuilder;
 use clap::Args;
-use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use etcd_client::Client;
+
+use crate::etcd::PrefixView;
 use tokio::sync::watch;
 
 /// Defaults for the live settings, from flags or the environment.
@@ -192,50 +194,10 @@ async fn sync_and_watch(
     tx: &watch::Sender<Arc<Settings>>,
     timeout: Duration,
 ) -> Result<(), etcd_client::Error> {
-    let response = tokio::time::timeout(
-        timeout,
-        client.get(prefix, Some(GetOptions::new().with_prefix())),
-    )
-    .await
-    .map_err(|_| etcd_client::Error::WatchError("timed out loading settings".into()))??;
-    let mut overrides = BTreeMap::new();
-    for kv in response.kvs() {
-        if let (Ok(key), Ok(value)) = (kv.key_str(), kv.value_str()) {
-            overrides.insert(key.trim_start_matches(prefix).to_owned(), value.to_owned());
-        }
-    }
-    publish(tx, defaults, &overrides);
-    let revision = response.header().map_or(0, |h| h.revision());
-    let mut stream = client
-        .watch(
-            prefix,
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(revision + 1),
-            ),
-        )
-        .await?;
-    while let Some(message) = stream.message().await? {
-        if message.canceled() {
-            return Err(etcd_client::Error::WatchError(
-                message.cancel_reason().to_owned(),
-            ));
-        }
-        for event in message.events() {
-            let Some(kv) = event.kv() else { continue };
-            let Ok(key) = kv.key_str() else { continue };
-            let key = key.trim_start_matches(prefix).to_owned();
-            match event.event_type() {
-                EventType::Put => {
-                    overrides.insert(key, kv.value_str().unwrap_or_default().to_owned());
-                }
-                EventType::Delete => {
-                    overrides.remove(&key);
-                }
-            }
-        }
-        publish(tx, defaults, &overrides);
+    let mut view = PrefixView::open(client, prefix, timeout).await?;
+    publish(tx, defaults, &view.entries);
+    while view.changed().await? {
+        publish(tx, defaults, &view.entries);
     }
     Ok(())
 }

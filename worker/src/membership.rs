@@ -12,10 +12,14 @@
 //! they own a partition are kept apart by the queue's single active
 //! consumer, and any decision by the event's lock and fencing token.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use backon::BackoffBuilder;
-use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions};
+use etcd_client::{Client, PutOptions};
+use shared::etcd::PrefixView;
 use tokio::sync::watch;
 
 use crate::{assignment, lease::Lease};
@@ -154,30 +158,8 @@ impl Member {
         let key = format!("{}{}", self.prefix, self.me);
         self.bounded(client.put(key, "", Some(PutOptions::new().with_lease(lease_id))))
             .await?;
-        let listed = self
-            .bounded(client.get(
-                self.prefix.as_str(),
-                Some(GetOptions::new().with_prefix().with_keys_only()),
-            ))
-            .await?;
-        let mut members = BTreeSet::new();
-        for kv in listed.kvs() {
-            if let Ok(key) = kv.key_str() {
-                members.insert(key.trim_start_matches(&self.prefix).to_owned());
-            }
-        }
-        self.publish(tx, &members);
-        let revision = listed.header().map_or(0, |h| h.revision());
-        let mut stream = client
-            .watch(
-                self.prefix.as_str(),
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(revision + 1),
-                ),
-            )
-            .await?;
+        let mut members = PrefixView::open(client, &self.prefix, self.timeout).await?;
+        self.publish(tx, &members.entries);
         loop {
             tokio::select! {
                 _ = availability.changed() => return Ok(()),
@@ -186,34 +168,18 @@ impl Member {
                         return Ok(());
                     }
                 }
-                message = stream.message() => {
-                    let Some(message) = message? else { return Ok(()) };
-                    if message.canceled() {
-                        return Err(etcd_client::Error::WatchError(
-                            message.cancel_reason().to_owned(),
-                        ));
+                changed = members.changed() => {
+                    if !changed? {
+                        return Ok(());
                     }
-                    for event in message.events() {
-                        let Some(name) = event
-                            .kv()
-                            .and_then(|kv| kv.key_str().ok())
-                            .map(|key| key.trim_start_matches(&self.prefix).to_owned())
-                        else {
-                            continue;
-                        };
-                        match event.event_type() {
-                            EventType::Put => members.insert(name),
-                            EventType::Delete => members.remove(&name),
-                        };
-                    }
-                    self.publish(tx, &members);
+                    self.publish(tx, &members.entries);
                 }
             }
         }
     }
 
-    fn publish(&self, tx: &watch::Sender<BTreeSet<u16>>, members: &BTreeSet<String>) {
-        let members: Vec<String> = members.iter().cloned().collect();
+    fn publish(&self, tx: &watch::Sender<BTreeSet<u16>>, members: &BTreeMap<String, String>) {
+        let members: Vec<String> = members.keys().cloned().collect();
         let mine = assignment::partitions_of(self.partitions, &members, &self.me);
         tx.send_if_modified(|current| {
             if *current == mine {

@@ -267,16 +267,18 @@ impl Broker {
             .await?;
         self.set_channel(Some(publisher));
         tracing::info!(reply_queue = %self.reply_queue, "connected to the broker");
-        let mut resend_tick = tokio::time::interval(RESEND_EVERY);
-        loop {
-            let delivery = tokio::select! {
-                delivery = consumer.next() => delivery,
-                _ = resend_tick.tick() => {
-                    self.resend_unconfirmed().await;
-                    continue;
-                }
-            };
-            let Some(delivery) = delivery else { break };
+        // Resending runs beside the replies, never in their way: a pass can
+        // take a publish timeout, and waiting requests need their outcomes.
+        tokio::select! {
+            result = self.relay_replies(&mut consumer) => result,
+            never = self.resend_while_connected() => match never {},
+        }
+    }
+
+    /// Hands each outcome to the requests waiting for it; only ends with
+    /// an error.
+    async fn relay_replies(&self, consumer: &mut lapin::Consumer) -> Result<(), SessionError> {
+        while let Some(delivery) = consumer.next().await {
             let delivery = delivery?;
             match messages::decode::<Reply>(&delivery.data) {
                 Ok(reply) => {
@@ -288,5 +290,13 @@ impl Broker {
             }
         }
         Err(SessionError::RepliesEnded)
+    }
+
+    async fn resend_while_connected(&self) -> std::convert::Infallible {
+        let mut tick = tokio::time::interval(RESEND_EVERY);
+        loop {
+            tick.tick().await;
+            self.resend_unconfirmed().await;
+        }
     }
 }

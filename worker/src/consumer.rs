@@ -187,7 +187,7 @@ impl Worker {
         // consumer has finished runs a second one, and only the newest
         // counts as running.
         let mut running: HashMap<u16, (u64, CancellationToken)> = HashMap::new();
-        let mut generations = 0u64..;
+        let mut generation = 0u64;
         let mut partitions = FuturesUnordered::new();
         let mut failure = None;
         loop {
@@ -204,7 +204,7 @@ impl Worker {
                     if running.contains_key(&partition) {
                         continue;
                     }
-                    let generation = generations.next().unwrap_or_default();
+                    generation += 1;
                     let stop = shutdown.child_token();
                     running.insert(partition, (generation, stop.clone()));
                     partitions.push(async move {

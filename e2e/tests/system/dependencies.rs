@@ -222,12 +222,9 @@ async fn a_black_holed_redis_slows_nothing() {
     );
 }
 
-/// When the broker does not confirm a publish in time, the command may
-/// still be queued: the client gets 202 and an id to poll (not a 503 that
-/// makes it retry blind), and the reservation is decided once the broker
-/// answers again.
-#[tokio::test]
-async fn an_unconfirmed_publish_answers_202_with_a_pollable_id() {
+/// A deployment whose api reaches RabbitMQ through a proxy, an event of 10
+/// tickets with one reserved, then the path to the broker cut.
+async fn behind_a_cut_broker() -> (Blackhole, TestApp, i64) {
     let (proxy, routed) = Blackhole::in_front_of(&env("AMQP_URL"))
         .await
         .expect("proxy");
@@ -242,8 +239,17 @@ async fn an_unconfirmed_publish_answers_202_with_a_pollable_id() {
     .await;
     let event = app.create_event(10).await;
     assert_eq!(app.reserve(event, None).await.0, 200);
-
     proxy.cut();
+    (proxy, app, event)
+}
+
+/// When the broker does not confirm a publish in time, the command may
+/// still be queued: the client gets 202 and an id to poll (not a 503 that
+/// makes it retry blind), and the reservation is decided once the broker
+/// answers again.
+#[tokio::test]
+async fn an_unconfirmed_publish_answers_202_with_a_pollable_id() {
+    let (proxy, app, event) = behind_a_cut_broker().await;
     let started = Instant::now();
     let response = app
         .http
@@ -285,22 +291,7 @@ async fn an_unconfirmed_publish_answers_202_with_a_pollable_id() {
 /// Found by the cluster node-loss run of `scripts/compose-test --cluster`.
 #[tokio::test]
 async fn a_command_lost_with_its_connection_after_a_202_is_sent_again() {
-    let (proxy, routed) = Blackhole::in_front_of(&env("AMQP_URL"))
-        .await
-        .expect("proxy");
-    let app = TestApp::spawn_with(Options {
-        env: [
-            ("AMQP_URL", routed),
-            ("BACKEND_TIMEOUT_MS", "1000".to_owned()),
-        ]
-        .into(),
-        ..Options::default()
-    })
-    .await;
-    let event = app.create_event(10).await;
-    assert_eq!(app.reserve(event, None).await.0, 200);
-
-    proxy.cut();
+    let (proxy, app, event) = behind_a_cut_broker().await;
     let response = app
         .http
         .post(app.url(&format!("/events/{event}/reserve")))

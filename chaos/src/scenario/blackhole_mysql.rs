@@ -97,7 +97,7 @@ impl Holds {
 /// its path to MySQL in rounds.
 async fn cut_rounds(run: &mut Run, proxy: &Blackhole, routed: String) -> anyhow::Result<()> {
     let (rounds, cut_for) = if run.short() { (1, 6.0) } else { (3, 8.0) };
-    let (pid, log) = run.start_worker_with(&[("DATABASE_URL", routed)]);
+    let (pid, log) = run.start_owner_with(&[("DATABASE_URL", routed)]);
     wait_for(Duration::from_secs(20), || {
         (!leases_of(&log).is_empty()).then_some(())
     })

@@ -57,7 +57,7 @@ async fn cut_one(run: &mut Run, cut_for: Duration) -> anyhow::Result<Blackhole> 
         .collect();
     let proxy = Blackhole::start(members).await?;
     let (pid, log) =
-        run.start_worker_with(&[("ETCD_ENDPOINTS", format!("http://{}", proxy.addr()))]);
+        run.start_owner_with(&[("ETCD_ENDPOINTS", format!("http://{}", proxy.addr()))]);
     let mut client = run.app.etcd().await;
     // Cut while it holds a lock, and make sure it still held it once cut: a
     // lock handed back just before the cut would test nothing. Its key can

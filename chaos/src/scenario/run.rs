@@ -68,6 +68,9 @@ pub struct Run {
     pub(super) rng: StdRng,
     /// (pid, log file) of every worker started.
     pub(super) worker_logs: Vec<(u32, PathBuf)>,
+    /// The `WORKER_NAME` of every worker started, in the order of
+    /// `app.workers`: the member names the partitions are shared among.
+    worker_names: Vec<String>,
     pub(super) events: Vec<EventMeta>,
     pub(super) notes: Vec<String>,
     /// What the scenario found wrong, on top of the checker's findings.
@@ -111,6 +114,7 @@ impl Run {
             options: options.clone(),
             rng: StdRng::seed_from_u64(options.seed),
             worker_logs: Vec::new(),
+            worker_names: Vec::new(),
             events,
             notes: Vec::new(),
             violations: Vec::new(),
@@ -166,16 +170,60 @@ impl Run {
     /// Like `start_worker`, with more environment on top, e.g. a failpoint
     /// (`("WORKER_CRASH_AT", "after-commit:3")`, see worker/src/failpoint.rs).
     pub(super) fn start_worker_with(&mut self, extra: &[(&'static str, String)]) -> (u32, PathBuf) {
+        let name = format!("chaos-worker-{}", self.app.workers.len() + 1);
+        self.spawn_worker(name, extra)
+    }
+
+    /// Like `start_worker_with`, for a worker that must decide on the
+    /// busiest event (the largest): commands are partitioned by event and
+    /// a worker decides only its share, so a scenario that needs its
+    /// worker to hold a lock must not leave it with a partition no event
+    /// maps to. Its name is chosen so that the partition rule, run over
+    /// the live workers plus it, gives it the busiest event's partition.
+    pub(super) fn start_owner_with(&mut self, extra: &[(&'static str, String)]) -> (u32, PathBuf) {
+        let topology = shared::topology::Topology::new(
+            &self.app.namespace,
+            0,
+            testkit::app::COMMAND_PARTITIONS,
+        );
+        let busiest = self.events.iter().max_by_key(|event| event.capacity);
+        let partition = busiest.map(|event| topology.partition_of(event.id));
+        let mut members: Vec<String> = (0..self.app.workers.len())
+            .filter(|&i| matches!(self.app.workers[i].try_wait(), Ok(None)))
+            .map(|i| self.worker_names[i].clone())
+            .collect();
+        let base = format!("chaos-worker-{}", self.app.workers.len() + 1);
+        let name = (0..)
+            .map(|attempt| format!("{base}-{attempt}"))
+            .find(|name| {
+                members.push(name.clone());
+                let owns = partition.is_none_or(|partition| {
+                    worker::assignment::partitions_of(topology.partitions(), &members, name)
+                        .contains(&partition)
+                });
+                members.pop();
+                owns
+            })
+            .unwrap_or(base);
+        self.spawn_worker(name, extra)
+    }
+
+    fn spawn_worker(&mut self, name: String, extra: &[(&'static str, String)]) -> (u32, PathBuf) {
         let log = self
             .options
             .dir
             .join(format!("worker-{}.log", self.app.workers.len() + 1));
         let mut env = vec![
             ("LOG_FORMAT", "json".to_owned()),
-            ("RUST_LOG", "warn,worker::lease=info".to_owned()),
+            (
+                "RUST_LOG",
+                "warn,worker::lease=info,worker::membership=info,worker::consumer=info".to_owned(),
+            ),
+            ("WORKER_NAME", name.clone()),
         ];
         env.extend_from_slice(extra);
         let pid = self.app.add_worker_with(&env, Some(&log));
+        self.worker_names.push(name);
         self.worker_logs.push((pid, log.clone()));
         (pid, log)
     }

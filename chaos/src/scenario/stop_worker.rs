@@ -87,7 +87,7 @@ impl StopWorker {
         // several events at once would stop with another event's
         // transaction open, and that row lock (not the etcd lock) would stall
         // every worker that wants the event until SIGCONT.
-        let (pid, log) = run.start_worker_with(&[
+        let (pid, log) = run.start_owner_with(&[
             ("WORKER_PAUSE_AT", armed.clone()),
             ("BATCH_SIZE", "1".to_owned()),
         ]);

@@ -69,7 +69,25 @@ impl Holds {
         }
         let started = Instant::now();
         let name = event_lock_name(&self.namespace, event_id);
-        let lock = lock::acquire(&mut self.etcd.clone(), &name, lease, self.wait).await?;
+        // A lock on a lease that is gone is worth nothing, and waiting for
+        // it would keep this worker's partitions from the workers that can
+        // decide (a worker cut off from etcd loses its lease first): give
+        // up as soon as the lease changes. A place left in the lock's queue
+        // dies with that lease.
+        let mut leases = self.lease.changes();
+        let mut etcd = self.etcd.clone();
+        let acquired = tokio::select! {
+            acquired = lock::acquire(&mut etcd, &name, lease, self.wait) => acquired,
+            _ = leases.wait_for(|current| *current != lease) => return Err(LockError::NoLease),
+        };
+        let lock = match acquired {
+            Ok(lock) => lock,
+            Err(error @ LockError::Orphaned(..)) => {
+                self.lease.abandon();
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
         tracing::debug!(
             event_id,
             lock_ms = started.elapsed().as_millis() as u64,

@@ -119,19 +119,7 @@ impl Member {
         availability: &mut watch::Receiver<bool>,
         tx: &watch::Sender<BTreeSet<u16>>,
     ) -> Result<(), etcd_client::Error> {
-        tx.send_if_modified(|current| {
-            let had = !current.is_empty();
-            if had {
-                tracing::info!(
-                    workers = 0,
-                    partitions = "",
-                    reason = "cannot decide",
-                    "command partitions assigned"
-                );
-            }
-            current.clear();
-            had
-        });
+        withdraw(tx, "cannot decide");
         let key = format!("{}{}", self.prefix, self.me);
         self.bounded(client.delete(key, None)).await?;
         let _ = availability.changed().await;
@@ -149,6 +137,11 @@ impl Member {
     ) -> Result<(), etcd_client::Error> {
         let mut leases = lease.changes();
         let Some(lease_id) = *leases.borrow_and_update() else {
+            // Without a lease no lock can be taken, so a partition kept now
+            // would only hold its commands back from the workers that can
+            // (its single active consumer stays here, whatever the others
+            // compute once this worker's key has expired).
+            withdraw(tx, "no etcd lease");
             tokio::select! {
                 _ = leases.changed() => {}
                 _ = availability.changed() => {}
@@ -204,4 +197,22 @@ impl Member {
             .await
             .map_err(|_| etcd_client::Error::WatchError("etcd did not answer in time".into()))?
     }
+}
+
+/// Gives up every partition, so that the queues hand their commands to the
+/// next consumers.
+fn withdraw(tx: &watch::Sender<BTreeSet<u16>>, reason: &'static str) {
+    tx.send_if_modified(|current| {
+        let had = !current.is_empty();
+        if had {
+            tracing::info!(
+                workers = 0,
+                partitions = "",
+                reason,
+                "command partitions assigned"
+            );
+        }
+        current.clear();
+        had
+    });
 }

@@ -1,8 +1,9 @@
 //! `partition-etcd`: a worker whose only way to etcd is a [`Blackhole`]
 //! proxy is cut off (no byte moves, nothing closed) while it holds an
 //! event's lock, for longer than its lease: the others must take the lock
-//! over, any late write of the cut-off worker must be refused by the token,
-//! and after the heal it must take a new lease and work again.
+//! over (`no-takeover`), any late write of the cut-off worker must be
+//! refused by the token, and after the heal it must take a new lease and
+//! work again.
 
 use std::time::{Duration, Instant};
 
@@ -88,20 +89,34 @@ async fn cut_one(run: &mut Run, cut_for: Duration) -> anyhow::Result<Blackhole> 
     let grants = leases_of(&log).len();
     let what = match held {
         Some((event, lease, token)) => {
-            let mut takeover = "nobody took its lock over while it was cut off".to_owned();
+            let mut takeover = None;
             while cut.elapsed() < cut_for {
                 if let Some((other, newer)) =
                     etcd::lock_holder(&mut client, &run.app.namespace, event).await?
                     && other != lease
                 {
-                    takeover = format!(
+                    takeover = Some(format!(
                         "lease {other} took the lock with token {newer} after {:.1} s",
                         cut.elapsed().as_secs_f64()
-                    );
+                    ));
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            // Its lease is gone well before the heal: its event must not
+            // wait for it.
+            let takeover = takeover.unwrap_or_else(|| {
+                run.violate(
+                    "no-takeover",
+                    format!("worker {pid}"),
+                    format!(
+                        "nobody took event {event}'s lock over while its holder was cut off \
+                         from etcd for {:.1} s",
+                        cut_for.as_secs_f64()
+                    ),
+                );
+                "nobody took its lock over while it was cut off".to_owned()
+            });
             format!(
                 "holder of event {event}'s lock (lease {lease}, token {token}) at the cut \
                  ({missed} earlier cut(s) healed at once: the lock changed hands within 200 ms); \

@@ -1,7 +1,7 @@
-//! `etcd-rewind`: takes a snapshot of the etcd cluster, lets the workload
-//! move etcd's revision well past it, then restores every member from it
-//! (etcd's disaster recovery): etcd's revision, and so every new lock's
-//! token, goes back below what the event rows stored. The workers must
+//! `etcd-rewind`: takes a snapshot of the etcd cluster, moves etcd's
+//! revision and the stored tokens well past it, then restores every member
+//! from it (etcd's disaster recovery): etcd's revision, and so every new
+//! lock's token, goes back below what the event rows stored. The workers must
 //! notice (a stored token etcd never issued), move the fencing epoch on
 //! (`no-recovery` otherwise) and decide again.
 
@@ -15,6 +15,7 @@ use super::{
     contract::Scenario,
     database::{self, REVISION_MASK},
     etcd,
+    process::signal,
     run::{Run, secs},
 };
 use crate::history::Record;
@@ -66,6 +67,7 @@ async fn rewind(run: &mut Run, round: u32, grow: Duration) -> anyhow::Result<()>
         .await?
         .parse()
         .context("the snapshot's revision")?;
+    hand_locks_over(run, snapshot).await?;
     tokio::time::sleep(grow).await;
     let before = etcd::revision(&mut run.app.etcd().await).await?;
     let stored = database::max_stored_token(&run.app.db, &run.events).await?;
@@ -129,6 +131,46 @@ async fn rewind(run: &mut Run, round: u32, grow: Duration) -> anyhow::Result<()>
                  {epoch} for 30 s"
             ),
         );
+    }
+    Ok(())
+}
+
+/// Revisions the scenario adds on top of the workload's after the snapshot.
+const FILLER_WRITES: i64 = 50;
+
+/// Makes sure the event rows store tokens newer than the snapshot, which
+/// the workload alone may not do: a worker keeps its partitions' locks, so
+/// it takes no new lock for as long as its events stay busy. So: move
+/// etcd's revision on, then stop (SIGTERM) a worker holding a lock and
+/// start another, so that its locks go to other workers at newer tokens
+/// that they store with their next write.
+async fn hand_locks_over(run: &mut Run, snapshot: i64) -> anyhow::Result<()> {
+    let mut client = run.app.etcd().await;
+    let filler = format!("/{}/chaos/filler", run.app.namespace);
+    for n in 0..FILLER_WRITES {
+        client.put(filler.as_str(), n.to_string(), None).await?;
+    }
+    let mut holder = None;
+    for worker in &run.app.workers {
+        let pid = worker.id();
+        if run.lock_held_by(&mut client, pid).await?.is_some() {
+            holder = Some(pid);
+            break;
+        }
+    }
+    if let Some(pid) = holder {
+        signal(pid, "TERM").await?;
+    }
+    run.start_worker();
+    // Not met within the time means nothing is tested: the check after the
+    // restore says so.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let stored = database::max_stored_token(&run.app.db, &run.events).await?;
+        if stored & REVISION_MASK > snapshot + FILLER_WRITES {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
 }

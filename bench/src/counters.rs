@@ -1,6 +1,6 @@
 //! Work counted during a scenario by the kernel and by the servers
-//! themselves: CPU time of the api and the workers, etcd writes (lock
-//! takes and releases, mostly) and MySQL commits. Divided by the confirmed
+//! themselves: CPU time of the api, the workers and each server process,
+//! etcd writes (lock takes and releases, mostly) and MySQL commits. Divided by the confirmed
 //! reservations they are what one reservation costs, which does not depend
 //! on how busy this machine was: the figures a capacity plan scales from,
 //! and that show why a run scales (or would, across machines).
@@ -9,7 +9,7 @@ use anyhow::Context;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use testkit::app::TestApp;
 
-use crate::stats::Cost;
+use crate::{servers, stats::Cost};
 
 /// Linux reports process CPU time in USER_HZ ticks, 100 per second.
 const TICKS_PER_SEC: f64 = 100.0;
@@ -18,6 +18,9 @@ const TICKS_PER_SEC: f64 = 100.0;
 pub struct Counters {
     api_cpu_secs: f64,
     worker_cpu_secs: f64,
+    /// Per server of `servers::SERVERS`, in that order (0 when its
+    /// process cannot be seen).
+    server_cpu_secs: [f64; 4],
     etcd_revision: i64,
     mysql_commits: u64,
 }
@@ -35,6 +38,12 @@ impl Counters {
         Ok(Self {
             api_cpu_secs: cpu_secs(api),
             worker_cpu_secs: workers.into_iter().map(cpu_secs).sum(),
+            server_cpu_secs: servers::SERVERS.map(|(_, var)| {
+                std::env::var(var)
+                    .ok()
+                    .and_then(|url| servers::listener_of(&url))
+                    .map_or(0.0, cpu_secs)
+            }),
             etcd_revision,
             mysql_commits: commits(&app.db).await?,
         })
@@ -46,6 +55,9 @@ impl Counters {
         Cost {
             api_cpu_us: (self.api_cpu_secs - before.api_cpu_secs) * 1e6 / confirmed,
             worker_cpu_us: (self.worker_cpu_secs - before.worker_cpu_secs) * 1e6 / confirmed,
+            server_cpu_us: std::array::from_fn(|i| {
+                (self.server_cpu_secs[i] - before.server_cpu_secs[i]) * 1e6 / confirmed
+            }),
             etcd_writes_per_1k: (self.etcd_revision - before.etcd_revision) as f64 * 1000.0
                 / confirmed,
             mysql_commits_per_1k: self.mysql_commits.saturating_sub(before.mysql_commits) as f64

@@ -14,6 +14,7 @@ mod counters;
 mod load;
 mod profile;
 mod report;
+mod servers;
 mod stats;
 
 use std::{path::PathBuf, time::Duration};

@@ -59,15 +59,24 @@ impl Report {
         }
         let costed: Vec<&Row> = self.rows.iter().filter(|r| r.cost.is_some()).collect();
         if !costed.is_empty() {
+            let servers: String = crate::servers::SERVERS
+                .iter()
+                .map(|(name, _)| format!(" {name} CPU µs |"))
+                .collect();
             let _ = writeln!(
                 md,
-                "\nWhat one confirmed reservation cost (whole scenario, from the processes' CPU time and the servers' own counters):\n\n| scenario | api CPU µs | worker CPU µs | etcd writes / 1k | MySQL commits / 1k |\n|---|---:|---:|---:|---:|"
+                "\nWhat one confirmed reservation cost (whole scenario, from the processes' CPU time and the servers' own counters):\n\n| scenario | api CPU µs | worker CPU µs |{servers} etcd writes / 1k | MySQL commits / 1k |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
             );
             for r in costed {
                 if let Some(c) = &r.cost {
+                    let servers: String = c
+                        .server_cpu_us
+                        .iter()
+                        .map(|us| format!(" {us:.0} |"))
+                        .collect();
                     let _ = writeln!(
                         md,
-                        "| {} | {:.0} | {:.0} | {:.1} | {:.1} |",
+                        "| {} | {:.0} | {:.0} |{servers} {:.1} | {:.1} |",
                         r.scenario,
                         c.api_cpu_us,
                         c.worker_cpu_us,

@@ -67,12 +67,14 @@ pub struct Row {
     pub cost: Option<Cost>,
 }
 
-/// Per confirmed reservation: CPU of the api and of every worker, and
-/// per 1,000 of them: etcd writes and MySQL commits.
+/// Per confirmed reservation: CPU of the api, of every worker and of each
+/// server (`servers::SERVERS` order), and per 1,000 of them: etcd writes
+/// and MySQL commits.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Cost {
     pub api_cpu_us: f64,
     pub worker_cpu_us: f64,
+    pub server_cpu_us: [f64; 4],
     pub etcd_writes_per_1k: f64,
     pub mysql_commits_per_1k: f64,
 }

@@ -16,8 +16,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::Keys, broker::Broker, config::Config, ratelimit::ClientLimiter, routes, server,
-    state::AppState, waiters::Waiters,
+    auth::Keys, availability::AvailabilityView, broker::Broker, config::Config,
+    ratelimit::ClientLimiter, routes, server, state::AppState, waiters::Waiters,
 };
 
 /// A built api: its state and the tasks that keep it connected.
@@ -48,9 +48,11 @@ impl App {
             Settings::from_args(&config.settings),
             timeout,
         );
+        let availability = Arc::new(AvailabilityView::new(config.availability_max_staleness()));
         let broker = Broker::new(
             connections.topology(),
             Waiters::new(config.max_waiters),
+            availability.clone(),
             config.publish_timeout(),
         );
         let shutdown = CancellationToken::new();
@@ -71,6 +73,7 @@ impl App {
         let state = AppState {
             db,
             cache,
+            availability,
             settings,
             broker,
             known_events: Arc::default(),

@@ -5,12 +5,17 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 use shared::{cache::AvailabilityCache, settings::LiveSettings};
 
-use crate::{auth::Keys, broker::Broker, known_events::KnownEvents, ratelimit::ClientLimiter};
+use crate::{
+    auth::Keys, availability::AvailabilityView, broker::Broker, known_events::KnownEvents,
+    ratelimit::ClientLimiter,
+};
 
 #[derive(Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
     pub cache: AvailabilityCache,
+    /// Fresh counts in memory, kept current by the workers' announcements.
+    pub availability: Arc<AvailabilityView>,
     pub settings: LiveSettings,
     pub broker: Arc<Broker>,
     pub known_events: Arc<KnownEvents>,

@@ -97,7 +97,7 @@ impl Kind {
 const HOT: &str = "pipeline, batched, 1 hot event, 1 worker";
 const SINGLE: &str = "pipeline, batch size 1, 1 hot event, 1 worker";
 const CEILING: &str = "database ceiling, 1 transaction per reservation";
-const READ: &str = "GET /events/{id}/tickets (Redis)";
+const READ: &str = "GET /events/{id}/tickets";
 const REFERENCE: &str = "GET bare axum + one Redis GET (reference)";
 
 fn scenarios(batch_size: usize) -> Vec<Scenario> {

@@ -16,8 +16,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::Keys, availability::AvailabilityView, broker::Broker, config::Config,
-    ratelimit::ClientLimiter, routes, server, state::AppState, waiters::Waiters,
+    auth::Keys,
+    availability::AvailabilityView,
+    broker::Broker,
+    config::Config,
+    ratelimit::ClientLimiter,
+    routes, server,
+    state::{AppState, Resources},
+    waiters::Waiters,
 };
 
 /// A built api: its state and the tasks that keep it connected.
@@ -70,7 +76,7 @@ impl App {
         if let Some(limiter) = &reserve_limiter {
             tokio::spawn(limiter.clone().forget_quiet_clients(shutdown.clone()));
         }
-        let state = AppState {
+        let state = AppState::new(Resources {
             db,
             cache,
             availability,
@@ -83,7 +89,7 @@ impl App {
             body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
             reserve_limiter,
             backend_timeout: timeout,
-        };
+        });
         Ok(Self {
             config,
             state,
@@ -117,7 +123,7 @@ impl App {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         let _ = self.broker_task.await;
-        self.state.db.close().await?;
+        self.state.db.close_by_ref().await?;
         Ok(())
     }
 }

@@ -1,6 +1,9 @@
-//! What every handler can reach.
+//! What every handler can reach. Handlers extract it on every request,
+//! which clones it, so it is one `Arc`: cloning its fields one by one (the
+//! etcd client alone holds a dozen gRPC channels) cost the availability
+//! read more CPU than everything else it does.
 
-use std::sync::Arc;
+use std::{ops::Deref, sync::Arc};
 
 use sea_orm::DatabaseConnection;
 use shared::{cache::AvailabilityCache, settings::LiveSettings};
@@ -11,7 +14,23 @@ use crate::{
 };
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Resources>);
+
+impl AppState {
+    pub fn new(resources: Resources) -> Self {
+        Self(Arc::new(resources))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Resources;
+
+    fn deref(&self) -> &Resources {
+        &self.0
+    }
+}
+
+pub struct Resources {
     pub db: DatabaseConnection,
     pub cache: AvailabilityCache,
     /// Fresh counts in memory, kept current by the workers' announcements.

@@ -1,7 +1,9 @@
 //! The api's link to RabbitMQ: publishes commands with publisher confirms
 //! and consumes this replica's private reply queue, handing each outcome to
-//! the requests waiting for it. A supervisor task reconnects after broker
-//! failures; meanwhile publishing fails fast (the caller answers 503).
+//! the requests waiting for it, and its private availability queue, feeding
+//! the workers' announcements to the in-memory view. A supervisor task
+//! reconnects after broker failures; meanwhile publishing fails fast (the
+//! caller answers 503) and the view's counts age out.
 //!
 //! A command whose publish was sent but never confirmed may or may not be
 //! stored; its client is answered 202, so it must reach a decision. Such
@@ -24,14 +26,14 @@ use lapin::{
     types::FieldTable,
 };
 use shared::{
-    messages::{self, Command, Reply},
+    messages::{self, Availability, Command, Reply},
     reconnect,
     topology::Topology,
 };
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::waiters::Waiters;
+use crate::{availability::AvailabilityView, waiters::Waiters};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -52,6 +54,8 @@ enum SessionError {
     Broker(#[from] lapin::Error),
     #[error("the broker ended the reply consumer")]
     RepliesEnded,
+    #[error("the broker ended the availability consumer")]
+    AvailabilityEnded,
 }
 
 /// Commands kept for publishing again at most; past it an unconfirmed
@@ -75,20 +79,29 @@ pub struct Broker {
     channel: RwLock<Option<Channel>>,
     resend: Mutex<VecDeque<Unconfirmed>>,
     pub waiters: Arc<Waiters>,
+    view: Arc<AvailabilityView>,
     topology: Topology,
     reply_queue: String,
+    availability_queue: String,
     publish_timeout: Duration,
 }
 
 impl Broker {
-    pub fn new(topology: Topology, waiters: Arc<Waiters>, publish_timeout: Duration) -> Arc<Self> {
-        let reply_queue = topology.reply_queue(Uuid::new_v4());
+    pub fn new(
+        topology: Topology,
+        waiters: Arc<Waiters>,
+        view: Arc<AvailabilityView>,
+        publish_timeout: Duration,
+    ) -> Arc<Self> {
+        let replica = Uuid::new_v4();
         Arc::new(Self {
             channel: RwLock::new(None),
             resend: Mutex::default(),
             waiters,
+            view,
+            reply_queue: topology.reply_queue(replica),
+            availability_queue: topology.availability_queue(replica),
             topology,
-            reply_queue,
             publish_timeout,
         })
     }
@@ -265,14 +278,62 @@ impl Broker {
                 FieldTable::default(),
             )
             .await?;
+        // Bound before the replica reports ready, so that it misses no
+        // announcement of an event it has read meanwhile.
+        let mut announcements = match self.view.is_enabled() {
+            true => Some(self.consume_availability(&replies).await?),
+            false => None,
+        };
         self.set_channel(Some(publisher));
         tracing::info!(reply_queue = %self.reply_queue, "connected to the broker");
         // Resending runs beside the replies, never in their way: a pass can
         // take a publish timeout, and waiting requests need their outcomes.
+        // Announcements go first when both have arrived: a worker sends an
+        // event's new count before its outcomes.
         tokio::select! {
+            biased;
+            result = self.relay_availability(announcements.as_mut()) => result,
             result = self.relay_replies(&mut consumer) => result,
             never = self.resend_while_connected() => match never {},
         }
+    }
+
+    /// Declares this replica's availability queue on `channel`, bound to
+    /// the fanout, and consumes it.
+    async fn consume_availability(&self, channel: &Channel) -> lapin::Result<lapin::Consumer> {
+        self.topology
+            .declare_availability_queue(channel, &self.availability_queue)
+            .await?;
+        channel
+            .basic_consume(
+                self.availability_queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+    }
+
+    /// Feeds each announcement to the view; only ends with an error, never
+    /// when the view is off (no consumer).
+    async fn relay_availability(
+        &self,
+        consumer: Option<&mut lapin::Consumer>,
+    ) -> Result<(), SessionError> {
+        let Some(consumer) = consumer else {
+            return std::future::pending().await;
+        };
+        while let Some(delivery) = consumer.next().await {
+            let delivery = delivery?;
+            match messages::decode::<Availability>(&delivery.data) {
+                Ok(availability) => self.view.announce(&availability),
+                Err(error) => tracing::warn!(%error, "ignoring an unreadable announcement"),
+            }
+        }
+        Err(SessionError::AvailabilityEnded)
     }
 
     /// Hands each outcome to the requests waiting for it; only ends with
@@ -282,7 +343,16 @@ impl Broker {
             let delivery = delivery?;
             match messages::decode::<Reply>(&delivery.data) {
                 Ok(reply) => {
+                    let mut expired = None;
                     for outcome in reply.into_outcomes() {
+                        // Before its client can read again here: the count
+                        // it learns must not be older than what the view
+                        // serves next, whatever order the announcement and
+                        // this reply came in.
+                        if expired != Some(outcome.event_id) {
+                            self.view.expire(outcome.event_id);
+                            expired = Some(outcome.event_id);
+                        }
                         self.waiters.resolve(&outcome);
                     }
                 }

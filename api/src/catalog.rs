@@ -1,10 +1,11 @@
-//! Reads of events and their availability: Redis first when it has the
-//! answer, MySQL otherwise (and then the cache is refilled).
+//! Reads of events and their availability: the replica's in-memory view
+//! when it has a fresh count, else Redis when it has the answer, else
+//! MySQL; whatever a read finds refreshes the view and the cache.
 
 use sea_orm::EntityTrait;
 use shared::entities::event;
 
-use crate::{problem::ApiError, state::AppState};
+use crate::{availability::Seen, problem::ApiError, state::AppState};
 
 /// `Ok` if the event exists, else 404.
 pub async fn ensure_exists(state: &AppState, event_id: i64) -> Result<(), ApiError> {
@@ -16,17 +17,42 @@ pub async fn ensure_exists(state: &AppState, event_id: i64) -> Result<(), ApiErr
 
 /// Tickets left for `event_id`, or 404.
 pub async fn available(state: &AppState, event_id: i64) -> Result<i32, ApiError> {
-    if let Some(available) = state.cache.available(event_id).await {
-        state.known_events.insert(event_id);
+    let view = &state.availability;
+    if let Some(available) = view.get(event_id) {
         return Ok(available);
+    }
+    // Redis has no capacity: until a MySQL read gave it, the view could
+    // not serve what Redis says, so the read goes to MySQL once.
+    if !view.needs_capacity(event_id)
+        && let Some(cached) = state.cache.available(event_id).await
+    {
+        state.known_events.insert(event_id);
+        view.refresh(
+            event_id,
+            Seen {
+                version: cached.version,
+                available: cached.available,
+                capacity: None,
+            },
+        );
+        return Ok(cached.available);
     }
     let event = find(state, event_id).await?;
     cache(state, &event).await;
     Ok(event.available)
 }
 
-/// Puts the event's availability in the cache (unless a newer one is there).
+/// Puts the event's availability in the cache (unless a newer one is
+/// there) and in the view.
 pub async fn cache(state: &AppState, event: &event::Model) {
+    state.availability.refresh(
+        event.id,
+        Seen {
+            version: event.version,
+            available: event.available,
+            capacity: Some(event.capacity),
+        },
+    );
     state
         .cache
         .store(event.id, event.version, event.available)

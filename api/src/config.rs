@@ -95,9 +95,22 @@ pub struct Config {
     /// directly cannot pick its own rate-limit key.
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "127.0.0.0/8,::1/128")]
     pub trusted_proxies: String,
+
+    /// How old, in milliseconds, a count in this replica's memory may be
+    /// and still answer `GET /events/{id}/tickets`. Workers announce every
+    /// new count to every replica, which keeps the counts current; this
+    /// bounds how stale one gets when an announcement is lost or the
+    /// broker link is down (older, the read goes to Redis, then MySQL).
+    /// 0 turns the in-memory view off.
+    #[arg(long, env = "AVAILABILITY_MAX_STALENESS_MS", default_value_t = 1000)]
+    pub availability_max_staleness_ms: u64,
 }
 
 impl Config {
+    pub fn availability_max_staleness(&self) -> Duration {
+        Duration::from_millis(self.availability_max_staleness_ms)
+    }
+
     pub fn publish_timeout(&self) -> Duration {
         self.connections.backend_timeout()
     }

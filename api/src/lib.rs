@@ -4,6 +4,7 @@
 //! stateless apart from its waiting requests; run as many as needed.
 
 mod auth;
+mod availability;
 mod broker;
 mod catalog;
 pub mod config;

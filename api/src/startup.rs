@@ -16,8 +16,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::Keys, broker::Broker, config::Config, ratelimit::ClientLimiter, routes, server,
-    state::AppState, waiters::Waiters,
+    auth::Keys,
+    availability::AvailabilityView,
+    broker::Broker,
+    config::Config,
+    ratelimit::ClientLimiter,
+    routes, server,
+    state::{AppState, Resources},
+    waiters::Waiters,
 };
 
 /// A built api: its state and the tasks that keep it connected.
@@ -48,9 +54,11 @@ impl App {
             Settings::from_args(&config.settings),
             timeout,
         );
+        let availability = Arc::new(AvailabilityView::new(config.availability_max_staleness()));
         let broker = Broker::new(
             connections.topology(),
             Waiters::new(config.max_waiters),
+            availability.clone(),
             config.publish_timeout(),
         );
         let shutdown = CancellationToken::new();
@@ -68,9 +76,10 @@ impl App {
         if let Some(limiter) = &reserve_limiter {
             tokio::spawn(limiter.clone().forget_quiet_clients(shutdown.clone()));
         }
-        let state = AppState {
+        let state = AppState::new(Resources {
             db,
             cache,
+            availability,
             settings,
             broker,
             known_events: Arc::default(),
@@ -80,7 +89,7 @@ impl App {
             body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
             reserve_limiter,
             backend_timeout: timeout,
-        };
+        });
         Ok(Self {
             config,
             state,
@@ -114,7 +123,7 @@ impl App {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         let _ = self.broker_task.await;
-        self.state.db.close().await?;
+        self.state.db.close_by_ref().await?;
         Ok(())
     }
 }

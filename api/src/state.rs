@@ -1,16 +1,40 @@
-//! What every handler can reach.
+//! What every handler can reach. Handlers extract it on every request,
+//! which clones it, so it is one `Arc`: cloning its fields one by one (the
+//! etcd client alone holds a dozen gRPC channels) cost the availability
+//! read more CPU than everything else it does.
 
-use std::sync::Arc;
+use std::{ops::Deref, sync::Arc};
 
 use sea_orm::DatabaseConnection;
 use shared::{cache::AvailabilityCache, settings::LiveSettings};
 
-use crate::{auth::Keys, broker::Broker, known_events::KnownEvents, ratelimit::ClientLimiter};
+use crate::{
+    auth::Keys, availability::AvailabilityView, broker::Broker, known_events::KnownEvents,
+    ratelimit::ClientLimiter,
+};
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Resources>);
+
+impl AppState {
+    pub fn new(resources: Resources) -> Self {
+        Self(Arc::new(resources))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Resources;
+
+    fn deref(&self) -> &Resources {
+        &self.0
+    }
+}
+
+pub struct Resources {
     pub db: DatabaseConnection,
     pub cache: AvailabilityCache,
+    /// Fresh counts in memory, kept current by the workers' announcements.
+    pub availability: Arc<AvailabilityView>,
     pub settings: LiveSettings,
     pub broker: Arc<Broker>,
     pub known_events: Arc<KnownEvents>,

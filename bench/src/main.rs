@@ -13,6 +13,7 @@ mod ceiling;
 mod counters;
 mod load;
 mod profile;
+mod reference;
 mod report;
 mod servers;
 mod stats;
@@ -79,11 +80,26 @@ enum Kind {
     Pipeline,
     Ceiling,
     ReadTickets,
+    /// [`reference`]: no api or worker, the bench's own bare server.
+    Reference,
+}
+
+impl Kind {
+    /// The HTTP request the load repeats; `None` when there is no HTTP load.
+    fn op(&self) -> Option<Op> {
+        match self {
+            Self::Pipeline => Some(Op::Reserve),
+            Self::ReadTickets | Self::Reference => Some(Op::ReadTickets),
+            Self::Ceiling => None,
+        }
+    }
 }
 
 const HOT: &str = "pipeline, batched, 1 hot event, 1 worker";
 const SINGLE: &str = "pipeline, batch size 1, 1 hot event, 1 worker";
 const CEILING: &str = "database ceiling, 1 transaction per reservation";
+const READ: &str = "GET /events/{id}/tickets";
+const REFERENCE: &str = "GET bare axum + one Redis GET (reference)";
 
 fn scenarios(batch_size: usize) -> Vec<Scenario> {
     let pipeline = |name, workers, events, batch| Scenario {
@@ -112,8 +128,15 @@ fn scenarios(batch_size: usize) -> Vec<Scenario> {
         ),
         pipeline("pipeline, batched, 16 events, 3 workers", 3, 16, batch_size),
         Scenario {
-            name: "GET /events/{id}/tickets (Redis)",
+            name: READ,
             kind: Kind::ReadTickets,
+            workers: 0,
+            events: 1,
+            batch_size: None,
+        },
+        Scenario {
+            name: REFERENCE,
+            kind: Kind::Reference,
             workers: 0,
             events: 1,
             batch_size: None,
@@ -162,6 +185,12 @@ async fn main() -> anyhow::Result<()> {
             hot / single,
         ));
     }
+    if let (Some(read), Some(reference)) = (rate(READ), rate(REFERENCE)) {
+        ratios.push((
+            "GET tickets / bare axum + Redis".to_owned(),
+            read / reference,
+        ));
+    }
     let report = Report {
         generated_at: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         command: std::env::var("BENCH_COMMAND")
@@ -187,6 +216,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(scenario: &Scenario, args: &Args, duration: Duration) -> anyhow::Result<Row> {
+    if matches!(scenario.kind, Kind::Reference) {
+        return run_reference(scenario, args, duration).await;
+    }
     let mut env = std::collections::BTreeMap::from([
         ("RESERVE_WAIT_TIMEOUT_MS", "30000".to_owned()),
         ("DATABASE_MAX_CONNECTIONS", "32".to_owned()),
@@ -218,8 +250,8 @@ async fn run(scenario: &Scenario, args: &Args, duration: Duration) -> anyhow::Re
         .perf_secs
         .map(|secs| profile::start(&args.out, scenario.name, secs.min(args.duration_secs)))
         .transpose()?;
-    let mut row = match scenario.kind {
-        Kind::Ceiling => {
+    let mut row = match scenario.kind.op() {
+        None => {
             let db = shared::db::connect_url(
                 &app.database_url,
                 args.clients.min(64) as u32,
@@ -235,11 +267,7 @@ async fn run(scenario: &Scenario, args: &Args, duration: Duration) -> anyhow::Re
             )
             .await
         }
-        Kind::Pipeline | Kind::ReadTickets => {
-            let op = match scenario.kind {
-                Kind::ReadTickets => Op::ReadTickets,
-                _ => Op::Reserve,
-            };
+        Some(op) => {
             Load {
                 base: app.base.clone(),
                 events: events.clone(),
@@ -274,6 +302,28 @@ async fn run(scenario: &Scenario, args: &Args, duration: Duration) -> anyhow::Re
         let after = counters::Counters::read(&app).await?;
         row.cost = Some(after.cost_since(&before, row.operations));
     }
+    Ok(row)
+}
+
+/// The bare server of [`reference`], loaded like the tickets read: same
+/// generator, clients and duration.
+async fn run_reference(
+    scenario: &Scenario,
+    args: &Args,
+    duration: Duration,
+) -> anyhow::Result<Row> {
+    let server = reference::Reference::start(&testkit::app::env("REDIS_URL")).await?;
+    let row = Load {
+        base: server.base.clone(),
+        events: vec![reference::EVENT],
+        op: Op::ReadTickets,
+        clients: args.clients,
+        duration,
+        rate: args.rate,
+    }
+    .run(scenario.name)
+    .await;
+    server.stop();
     Ok(row)
 }
 

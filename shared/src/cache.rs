@@ -74,6 +74,13 @@ pub struct AvailabilityCache {
     set_if_newer: Script,
 }
 
+/// An event's cached availability and the row version it was read at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cached {
+    pub version: i64,
+    pub available: i32,
+}
+
 /// What `/readyz` reports about Redis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheHealth {
@@ -123,12 +130,15 @@ impl AvailabilityCache {
         self.connection.clone()
     }
 
-    /// The cached number of tickets left, if Redis has it and answers.
-    pub async fn available(&self, event_id: i64) -> Option<i32> {
+    /// The cached number of tickets left and its version, if Redis has
+    /// them and answers.
+    pub async fn available(&self, event_id: i64) -> Option<Cached> {
         let mut connection = self.connection()?;
-        let read = connection.hget::<_, _, Option<i32>>(self.key(event_id), "a");
+        let read =
+            connection.hmget::<_, _, (Option<i64>, Option<i32>)>(self.key(event_id), &["v", "a"]);
         match tokio::time::timeout(MAX_WAIT, read).await {
-            Ok(Ok(value)) => value,
+            Ok(Ok((Some(version), Some(available)))) => Some(Cached { version, available }),
+            Ok(Ok(_)) => None,
             Ok(Err(error)) => {
                 tracing::debug!(%error, "availability cache read failed");
                 self.breaker.trip();

@@ -1,5 +1,6 @@
-//! What travels through RabbitMQ: commands from the api to the workers and
-//! outcomes back. Every message carries a format version so a worker can
+//! What travels through RabbitMQ: commands from the api to the workers,
+//! outcomes back, and each decided event's new availability to every api
+//! replica. Every message carries a format version so a worker can
 //! dead-letter what it does not understand instead of guessing.
 
 use serde::{Deserialize, Serialize};
@@ -155,6 +156,18 @@ impl Reply {
     }
 }
 
+/// An event's availability right after a worker committed a batch of it,
+/// sent to every api replica (the availability fanout) so that each can
+/// answer availability reads from memory. `version` is the event row's
+/// version: a replica keeps only the newest it has seen, so copies that
+/// arrive late or out of order change nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Availability {
+    pub event_id: i64,
+    pub version: i64,
+    pub available: i32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +206,19 @@ mod tests {
         assert_eq!(decode::<Reply>(&encode(&batch)).unwrap(), batch);
         let single = decode::<Reply>(&encode(&outcome)).unwrap();
         assert_eq!(single.into_outcomes(), vec![outcome]);
+    }
+
+    #[test]
+    fn availability_round_trips_with_version() {
+        let availability = Availability {
+            event_id: 7,
+            version: 42,
+            available: 3,
+        };
+        let bytes = encode(&availability);
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.contains(r#""v":1"#), "{text}");
+        assert_eq!(decode::<Availability>(&bytes).unwrap(), availability);
     }
 
     #[test]

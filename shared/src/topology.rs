@@ -7,6 +7,11 @@
 //! commands: it keeps the event's lock across batches and decides whole
 //! batches of it, instead of passing the lock around with other workers
 //! that each sit on part of the event's queue.
+//!
+//! After each commit the worker also tells every api replica the event's
+//! new availability, through a fanout exchange into one small private
+//! queue per replica, so that replicas answer availability reads from
+//! memory (see the api's `availability` module).
 
 use lapin::{
     Channel, ExchangeKind,
@@ -14,11 +19,18 @@ use lapin::{
     types::{AMQPValue, FieldTable},
 };
 
+/// Availability messages one api replica's queue holds at most. A replica
+/// that reads keeps it near empty; one that is stuck only needs the newest
+/// message of each event, which dropping the oldest keeps.
+pub const AVAILABILITY_QUEUE_MAX_LENGTH: i64 = 10_000;
+
 /// Queue and exchange names of one deployment namespace.
 #[derive(Debug, Clone)]
 pub struct Topology {
     pub dead_letter_exchange: String,
     pub dead_letters: String,
+    /// Fanout exchange of [`crate::messages::Availability`] messages.
+    pub availability_exchange: String,
     namespace: String,
     max_length: i64,
     partitions: u16,
@@ -31,6 +43,7 @@ impl Topology {
         Self {
             dead_letter_exchange: format!("{namespace}.dead"),
             dead_letters: format!("{namespace}.commands.dead"),
+            availability_exchange: format!("{namespace}.availability"),
             namespace: namespace.to_owned(),
             max_length,
             partitions: partitions.max(1),
@@ -70,10 +83,67 @@ impl Topology {
         format!("{}.replies.{replica}", self.namespace)
     }
 
+    /// Name of the private queue on which one api replica receives the
+    /// availability fanout.
+    pub fn availability_queue(&self, replica: uuid::Uuid) -> String {
+        format!("{}.availability.{replica}", self.namespace)
+    }
+
+    /// Declares one api replica's availability queue and binds it to the
+    /// fanout. It lives as long as the replica's connection (exclusive,
+    /// auto-delete, not durable: the messages are hints, lost with a
+    /// broker restart at no cost), and holds at most
+    /// [`AVAILABILITY_QUEUE_MAX_LENGTH`] messages, dropping the oldest, so
+    /// a replica that stops reading costs the broker bounded memory and,
+    /// when it reads again, sees the newest counts first.
+    pub async fn declare_availability_queue(
+        &self,
+        channel: &Channel,
+        queue: &str,
+    ) -> lapin::Result<()> {
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-max-length".into(),
+            AMQPValue::LongLongInt(AVAILABILITY_QUEUE_MAX_LENGTH),
+        );
+        arguments.insert("x-overflow".into(), long_string("drop-head"));
+        channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                arguments,
+            )
+            .await?;
+        channel
+            .queue_bind(
+                queue.into(),
+                self.availability_exchange.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+    }
+
     /// Declares the durable command queues (quorum: replicated and
     /// fsync'ed before publisher confirms; single active consumer) and
-    /// their dead-letter queue.
+    /// their dead-letter queue, and the availability fanout.
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+        channel
+            .exchange_declare(
+                self.availability_exchange.as_str().into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
         channel
             .exchange_declare(
                 self.dead_letter_exchange.as_str().into(),

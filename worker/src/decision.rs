@@ -1,8 +1,9 @@
 //! Deciding one batch of a partition: group it by event, decide each
 //! group under the event's lock in one fenced transaction (retrying through
 //! outages, one command at a time when the database refuses the group for
-//! good), then refresh the cache, publish the outcomes and ack, in that
-//! order. Nothing is acked before it is committed.
+//! good), then refresh the cache, announce the new availability to the api
+//! replicas, publish the outcomes and ack, in that order. Nothing is acked
+//! before it is committed.
 
 use std::time::{Duration, Instant};
 
@@ -110,6 +111,15 @@ impl Worker {
             // right after its answer sees its own reservation. Bounded, and
             // skipped while Redis is failing (the cache's breaker).
             self.cache.store(event_id, version, available).await;
+            // Before the outcomes too, and on their channel, which keeps
+            // the order: a replica other than the one that answers has
+            // normally seen the new count before the client can ask it.
+            let availability = messages::Availability {
+                event_id,
+                version,
+                available,
+            };
+            deliveries::announce(&self.topology, &availability, replies).await;
         }
         deliveries::dead_letter_refused(&self.topology, &items, &decided.outcomes, replies).await;
         crate::failpoint::hit("after-commit");

@@ -1,6 +1,7 @@
 //! What the consume loop does with deliveries apart from deciding them:
-//! gathering a batch, sending each api replica its outcomes, and
-//! dead-lettering the commands the database refused.
+//! gathering a batch, telling every api replica the new availability,
+//! sending each api replica its outcomes, and dead-lettering the commands
+//! the database refused.
 
 use std::time::Duration;
 
@@ -12,9 +13,28 @@ use lapin::{
     types::{AMQPValue, FieldTable, ShortString},
 };
 use shared::{
-    messages::{self, Command, Outcome, Reply},
+    messages::{self, Availability, Command, Outcome, Reply},
     topology::Topology,
 };
+
+/// Sends an event's availability after a commit to every api replica,
+/// through the fanout. Best effort: a replica that misses it serves its
+/// older count until that ages out (the api's `AVAILABILITY_MAX_STALENESS_MS`).
+pub async fn announce(topology: &Topology, availability: &Availability, channel: &Channel) {
+    let properties = BasicProperties::default().with_content_type("application/json".into());
+    if let Err(error) = channel
+        .basic_publish(
+            topology.availability_exchange.as_str().into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            &messages::encode(availability),
+            properties,
+        )
+        .await
+    {
+        tracing::warn!(%error, "could not publish availability");
+    }
+}
 
 /// Sends each api replica the outcomes of the batch's commands that came
 /// through it, in one message. Best effort: a lost outcome only makes its

@@ -11,6 +11,7 @@ mod lifecycle;
 mod load;
 mod partitions;
 mod poison;
+mod reads;
 mod seed;
 mod settings;
 mod trace;

@@ -69,11 +69,13 @@ struct Args {
 }
 
 struct Scenario {
-    name: &'static str,
+    name: String,
     kind: Kind,
     workers: usize,
     events: usize,
     batch_size: Option<usize>,
+    /// A comparison's second run, left out of `--smoke`.
+    repeat: bool,
 }
 
 enum Kind {
@@ -96,51 +98,50 @@ impl Kind {
 }
 
 const HOT: &str = "pipeline, batched, 1 hot event, 1 worker";
+const HOT_3: &str = "pipeline, batched, 1 hot event, 3 workers";
+const SPREAD: &str = "pipeline, batched, 16 events, 1 worker";
+const SPREAD_3: &str = "pipeline, batched, 16 events, 3 workers";
 const SINGLE: &str = "pipeline, batch size 1, 1 hot event, 1 worker";
 const CEILING: &str = "database ceiling, 1 transaction per reservation";
 const READ: &str = "GET /events/{id}/tickets";
 const REFERENCE: &str = "GET bare axum + one Redis GET (reference)";
+/// Suffix of a comparison's second run.
+const AGAIN: &str = " (again)";
 
+/// The scenarios in the order they run. The worker-count comparisons run
+/// in A B B A order (1 worker, 3, 3 again, 1 again) and are compared on
+/// their means, so that a machine that speeds up or slows down during the
+/// run does not favour one side: the difference measured is a few percent.
 fn scenarios(batch_size: usize) -> Vec<Scenario> {
-    let pipeline = |name, workers, events, batch| Scenario {
-        name,
+    let pipeline = |name: &str, workers, events, batch| Scenario {
+        name: name.to_owned(),
         kind: Kind::Pipeline,
         workers,
         events,
         batch_size: Some(batch),
+        repeat: name.ends_with(AGAIN),
+    };
+    let other = |name: &str, kind| Scenario {
+        name: name.to_owned(),
+        kind,
+        workers: 0,
+        events: 1,
+        batch_size: None,
+        repeat: false,
     };
     vec![
         pipeline(HOT, 1, 1, batch_size),
+        pipeline(HOT_3, 3, 1, batch_size),
+        pipeline(&format!("{HOT_3}{AGAIN}"), 3, 1, batch_size),
+        pipeline(&format!("{HOT}{AGAIN}"), 1, 1, batch_size),
         pipeline(SINGLE, 1, 1, 1),
-        Scenario {
-            name: CEILING,
-            kind: Kind::Ceiling,
-            workers: 0,
-            events: 1,
-            batch_size: None,
-        },
-        pipeline("pipeline, batched, 16 events, 1 worker", 1, 16, batch_size),
-        pipeline(
-            "pipeline, batched, 1 hot event, 3 workers",
-            3,
-            1,
-            batch_size,
-        ),
-        pipeline("pipeline, batched, 16 events, 3 workers", 3, 16, batch_size),
-        Scenario {
-            name: READ,
-            kind: Kind::ReadTickets,
-            workers: 0,
-            events: 1,
-            batch_size: None,
-        },
-        Scenario {
-            name: REFERENCE,
-            kind: Kind::Reference,
-            workers: 0,
-            events: 1,
-            batch_size: None,
-        },
+        other(CEILING, Kind::Ceiling),
+        pipeline(SPREAD, 1, 16, batch_size),
+        pipeline(SPREAD_3, 3, 16, batch_size),
+        pipeline(&format!("{SPREAD_3}{AGAIN}"), 3, 16, batch_size),
+        pipeline(&format!("{SPREAD}{AGAIN}"), 1, 16, batch_size),
+        other(READ, Kind::ReadTickets),
+        other(REFERENCE, Kind::Reference),
     ]
 }
 
@@ -157,7 +158,8 @@ async fn main() -> anyhow::Result<()> {
     let duration = Duration::from_secs(args.duration_secs);
     let mut rows = Vec::new();
     for scenario in scenarios(args.batch_size) {
-        if !args.only.is_empty() && !args.only.iter().any(|w| scenario.name.contains(w.as_str())) {
+        let wanted = args.only.is_empty() || args.only.iter().any(|w| scenario.name.contains(w));
+        if !wanted || (args.smoke && scenario.repeat) {
             continue;
         }
         let row = run(&scenario, &args, duration).await?;
@@ -184,6 +186,22 @@ async fn main() -> anyhow::Result<()> {
             "batched pipeline / batch-size-1 pipeline".to_owned(),
             hot / single,
         ));
+    }
+    // Mean of a comparison's runs (the second one when it ran).
+    let mean = |name: &str| {
+        let runs: Vec<f64> = [rate(name), rate(&format!("{name}{AGAIN}"))]
+            .into_iter()
+            .flatten()
+            .collect();
+        (!runs.is_empty()).then(|| runs.iter().sum::<f64>() / runs.len() as f64)
+    };
+    for (what, one, three) in [("1 hot event", HOT, HOT_3), ("16 events", SPREAD, SPREAD_3)] {
+        if let (Some(one), Some(three)) = (mean(one), mean(three)) {
+            ratios.push((
+                format!("3 workers / 1 worker, {what} (mean of the A B B A runs)"),
+                three / one,
+            ));
+        }
     }
     if let (Some(read), Some(reference)) = (rate(READ), rate(REFERENCE)) {
         ratios.push((
@@ -248,7 +266,7 @@ async fn run(scenario: &Scenario, args: &Args, duration: Duration) -> anyhow::Re
     let before = counters::Counters::read(&app).await?;
     let recording = args
         .perf_secs
-        .map(|secs| profile::start(&args.out, scenario.name, secs.min(args.duration_secs)))
+        .map(|secs| profile::start(&args.out, &scenario.name, secs.min(args.duration_secs)))
         .transpose()?;
     let mut row = match scenario.kind.op() {
         None => {
@@ -263,7 +281,7 @@ async fn run(scenario: &Scenario, args: &Args, duration: Duration) -> anyhow::Re
                 events[0],
                 args.clients.min(64),
                 duration,
-                scenario.name,
+                &scenario.name,
             )
             .await
         }
@@ -276,7 +294,7 @@ async fn run(scenario: &Scenario, args: &Args, duration: Duration) -> anyhow::Re
                 duration,
                 rate: args.rate,
             }
-            .run(scenario.name)
+            .run(&scenario.name)
             .await
         }
     };
@@ -321,7 +339,7 @@ async fn run_reference(
         duration,
         rate: args.rate,
     }
-    .run(scenario.name)
+    .run(&scenario.name)
     .await;
     server.stop();
     Ok(row)

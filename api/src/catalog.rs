@@ -5,14 +5,22 @@
 use sea_orm::EntityTrait;
 use shared::entities::event;
 
-use crate::{availability::Seen, problem::ApiError, state::AppState};
+use crate::{availability::Seen, known_events::SaleWindow, problem::ApiError, state::AppState};
 
-/// `Ok` if the event exists, else 404.
-pub async fn ensure_exists(state: &AppState, event_id: i64) -> Result<(), ApiError> {
-    if !state.known_events.contains(event_id) {
-        available(state, event_id).await?;
+/// The event's sale window if it exists, else 404 (a MySQL read the first
+/// time this process asks about the event).
+pub async fn sale_window(state: &AppState, event_id: i64) -> Result<SaleWindow, ApiError> {
+    match state.known_events.window(event_id) {
+        Some(window) => Ok(window),
+        None => Ok(window_of(&find(state, event_id).await?)),
     }
-    Ok(())
+}
+
+fn window_of(event: &event::Model) -> SaleWindow {
+    SaleWindow {
+        opens_at: event.sale_opens_at,
+        closes_at: event.sale_closes_at,
+    }
 }
 
 /// Tickets left for `event_id`, or 404.
@@ -26,7 +34,6 @@ pub async fn available(state: &AppState, event_id: i64) -> Result<i32, ApiError>
     if !view.needs_capacity(event_id)
         && let Some(cached) = state.cache.available(event_id).await
     {
-        state.known_events.insert(event_id);
         view.refresh(
             event_id,
             Seen {
@@ -65,6 +72,6 @@ pub async fn find(state: &AppState, event_id: i64) -> Result<event::Model, ApiEr
         .one(&state.db)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("event {event_id} does not exist")))?;
-    state.known_events.insert(event.id);
+    state.known_events.insert(event.id, window_of(&event));
     Ok(event)
 }

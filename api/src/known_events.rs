@@ -1,28 +1,86 @@
-//! Ids of events this process has seen exist. Events are never deleted, so
-//! once seen, an event's existence needs no further round trip: the reserve
-//! path then touches neither Redis nor MySQL before publishing (a burst of
-//! requests for a new event would otherwise all miss the cache at once).
+//! Events this process has seen exist, with their sale windows. Events are
+//! never deleted and their windows are set at creation, so once read, an
+//! event needs no further round trip: the reserve path then touches neither
+//! Redis nor MySQL before publishing (a burst of requests for a new event
+//! would otherwise all miss the cache at once).
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     sync::{PoisonError, RwLock},
 };
 
+use chrono::{DateTime, Utc};
+
+/// When an event's sale opens and closes (either may be open-ended).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SaleWindow {
+    pub opens_at: Option<DateTime<Utc>>,
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+/// Where `now` falls in a sale window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSale {
+    Open,
+    NotYet(DateTime<Utc>),
+    Closed(DateTime<Utc>),
+}
+
+impl SaleWindow {
+    /// Open from `opens_at` (included) until `closes_at` (excluded).
+    pub fn at(&self, now: DateTime<Utc>) -> OnSale {
+        match (self.opens_at, self.closes_at) {
+            (Some(opens), _) if now < opens => OnSale::NotYet(opens),
+            (_, Some(closes)) if now >= closes => OnSale::Closed(closes),
+            _ => OnSale::Open,
+        }
+    }
+}
+
 #[derive(Default)]
-pub struct KnownEvents(RwLock<HashSet<i64>>);
+pub struct KnownEvents(RwLock<HashMap<i64, SaleWindow>>);
 
 impl KnownEvents {
-    pub fn contains(&self, id: i64) -> bool {
+    pub fn window(&self, id: i64) -> Option<SaleWindow> {
         self.0
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains(&id)
+            .get(&id)
+            .copied()
     }
 
-    pub fn insert(&self, id: i64) {
+    pub fn insert(&self, id: i64, window: SaleWindow) {
         self.0
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(id);
+            .insert(id, window);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_opens_at_its_opening_and_closes_at_its_closing() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().expect("a time");
+        let window = SaleWindow {
+            opens_at: Some(t("2026-12-02T10:00:00Z")),
+            closes_at: Some(t("2026-12-02T12:00:00Z")),
+        };
+        assert_eq!(
+            window.at(t("2026-12-02T09:59:59Z")),
+            OnSale::NotYet(t("2026-12-02T10:00:00Z"))
+        );
+        assert_eq!(window.at(t("2026-12-02T10:00:00Z")), OnSale::Open);
+        assert_eq!(window.at(t("2026-12-02T11:59:59Z")), OnSale::Open);
+        assert_eq!(
+            window.at(t("2026-12-02T12:00:00Z")),
+            OnSale::Closed(t("2026-12-02T12:00:00Z"))
+        );
+        assert_eq!(
+            SaleWindow::default().at(t("1970-01-01T00:00:00Z")),
+            OnSale::Open
+        );
     }
 }

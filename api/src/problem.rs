@@ -13,6 +13,8 @@ use sea_orm::{DbErr, RuntimeErr, sqlx};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::known_events::OnSale;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -52,6 +54,10 @@ pub enum ApiError {
         detail: String,
         retry_after: u64,
     },
+    /// The event's sale has not opened yet, or has closed; nothing was
+    /// queued.
+    #[error("{}", not_on_sale(.0))]
+    NotOnSale(OnSale),
     /// The client is over its reserve budget; nothing was read or queued.
     #[error("too many reservation requests from this client; retry in {retry_after} s")]
     TooManyRequests { retry_after: u64 },
@@ -146,6 +152,16 @@ pub const TYPES: &[(&str, &str, &str)] = &[
         "A worker could not store the reservation because the database refused it for good; the command was dead-lettered and nothing was reserved.",
     ),
     (
+        "sale-not-open",
+        "Sale not open yet",
+        "The event's sale opens later: the detail gives the opening time (RFC 3339) and `Retry-After` the seconds until then. Nothing was queued.",
+    ),
+    (
+        "sale-closed",
+        "Sale closed",
+        "The event's sale has closed: the detail gives the closing time. Nothing was queued. A replayed `Idempotency-Key` still gets the state of what it asked while the sale was open.",
+    ),
+    (
         "rate-limited",
         "Too many requests",
         "This client (API key, or address behind a trusted proxy) is over its reserve budget. Nothing was queued. Retry after `Retry-After` seconds.",
@@ -171,6 +187,20 @@ pub const TYPES: &[(&str, &str, &str)] = &[
         "A bug. The cause is in the api's log; the answer says nothing more.",
     ),
 ];
+
+fn not_on_sale(on_sale: &OnSale) -> String {
+    match on_sale {
+        OnSale::NotYet(opens_at) => format!(
+            "the sale of this event opens at {}",
+            opens_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        OnSale::Closed(closes_at) => format!(
+            "the sale of this event closed at {}",
+            closes_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        OnSale::Open => "the sale of this event is open".to_owned(),
+    }
+}
 
 /// The `type` of problems with `slug`.
 pub fn type_uri(slug: &str) -> String {
@@ -208,6 +238,8 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused")
             }
             Self::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "command-refused"),
+            Self::NotOnSale(OnSale::NotYet(_)) => (StatusCode::FORBIDDEN, "sale-not-open"),
+            Self::NotOnSale(_) => (StatusCode::FORBIDDEN, "sale-closed"),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
             Self::Unavailable { reason, .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -254,6 +286,11 @@ impl IntoResponse for ApiError {
             }
             Self::Unauthorized(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::NotOnSale(OnSale::NotYet(opens_at)) => {
+                let wait = (*opens_at - chrono::Utc::now()).num_milliseconds();
+                let secs = u64::try_from(wait.div_euclid(1000) + 1).unwrap_or(1);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
             _ => {}
         }
@@ -312,6 +349,8 @@ mod tests {
             ApiError::IdempotencyKeyReused,
             ApiError::Refused(String::new()),
             ApiError::TooManyRequests { retry_after: 1 },
+            ApiError::NotOnSale(OnSale::NotYet(chrono::Utc::now())),
+            ApiError::NotOnSale(OnSale::Closed(chrono::Utc::now())),
             ApiError::unavailable(Unavailability::Dependency, "", 1),
             ApiError::unavailable(Unavailability::Overloaded, "", 1),
             ApiError::unavailable(Unavailability::SalesPaused, "", 1),

@@ -81,21 +81,32 @@ pub async fn claim(
         Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
         Err(error) => return Err(error.into()),
     }
+    match claimed(state, owner, key, ask).await? {
+        Some(id) => Ok(Claim::Replay(id)),
+        None => Err(ApiError::Internal(format!(
+            "key {:?} is taken but has no request",
+            key.as_str()
+        ))),
+    }
+}
+
+/// The reservation `owner`'s `key` already names, if it does and for the
+/// same request; the same key for another request is refused (422).
+pub async fn claimed(
+    state: &AppState,
+    owner: i64,
+    key: &IdempotencyKey,
+    ask: Ask,
+) -> Result<Option<Uuid>, ApiError> {
     let first = reservation_request::Entity::find()
         .filter(reservation_request::Column::ClientId.eq(owner))
         .filter(reservation_request::Column::IdempotencyKey.eq(key.as_str()))
         .one(&state.db)
-        .await?
-        .ok_or_else(|| {
-            ApiError::Internal(format!(
-                "key {:?} is taken but has no request",
-                key.as_str()
-            ))
-        })?;
-    if Ask::from(&first) == ask {
-        Ok(Claim::Replay(first.id))
-    } else {
-        Err(ApiError::IdempotencyKeyReused)
+        .await?;
+    match first {
+        None => Ok(None),
+        Some(first) if Ask::from(&first) == ask => Ok(Some(first.id)),
+        Some(_) => Err(ApiError::IdempotencyKeyReused),
     }
 }
 

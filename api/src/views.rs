@@ -130,6 +130,10 @@ pub struct Event {
     pub name: String,
     pub venue: Option<String>,
     pub starts_at: Option<DateTime<Utc>>,
+    /// Reservations are refused (`sale-not-open`) before this time.
+    pub sale_opens_at: Option<DateTime<Utc>>,
+    /// Reservations are refused (`sale-closed`) from this time on.
+    pub sale_closes_at: Option<DateTime<Utc>>,
     pub capacity: i32,
     pub remaining_tickets: i32,
     pub created_at: DateTime<Utc>,
@@ -142,6 +146,8 @@ impl From<event::Model> for Event {
             name: e.name,
             venue: e.venue,
             starts_at: e.starts_at,
+            sale_opens_at: e.sale_opens_at,
+            sale_closes_at: e.sale_closes_at,
             capacity: e.capacity,
             remaining_tickets: e.available,
             created_at: e.created_at,

@@ -8,6 +8,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_initial;
 mod m20261202_000001_clients;
+mod m20261202_000002_sale_windows;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_initial::Migration),
             Box::new(m20261202_000001_clients::Migration),
+            Box::new(m20261202_000002_sale_windows::Migration),
         ]
     }
 }

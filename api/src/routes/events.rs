@@ -6,7 +6,7 @@ use axum::{
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Deserialize;
 use shared::entities::event;
@@ -35,6 +35,11 @@ pub struct NewEvent {
     pub starts_at: Option<DateTime<Utc>>,
     #[schema(max_length = 200)]
     pub venue: Option<String>,
+    /// Reservations are refused before this time (default: on sale at once).
+    pub sale_opens_at: Option<DateTime<Utc>>,
+    /// Reservations are refused from this time on (default: never); after
+    /// `sale_opens_at`.
+    pub sale_closes_at: Option<DateTime<Utc>>,
 }
 
 /// Tickets still available (served from Redis when it has them).
@@ -94,11 +99,31 @@ pub async fn create(
         .ok_or_else(|| {
             ApiError::Unprocessable(format!("capacity must be between 1 and {MAX_CAPACITY}"))
         })?;
+    // MySQL's DATETIME holds years 1000 to 9999 only.
+    let storable =
+        |at: &Option<DateTime<Utc>>| at.is_none_or(|at| (1000..=9999).contains(&at.year()));
+    if ![&new.starts_at, &new.sale_opens_at, &new.sale_closes_at]
+        .into_iter()
+        .all(storable)
+    {
+        return Err(ApiError::Unprocessable(
+            "times must be within the years 1000 to 9999".to_owned(),
+        ));
+    }
+    if let (Some(opens), Some(closes)) = (new.sale_opens_at, new.sale_closes_at)
+        && closes <= opens
+    {
+        return Err(ApiError::Unprocessable(
+            "sale_closes_at must be after sale_opens_at".to_owned(),
+        ));
+    }
     let now = Utc::now();
     let inserted = event::Entity::insert(event::ActiveModel {
         name: Set(name.to_owned()),
         venue: Set(venue.map(str::to_owned)),
         starts_at: Set(new.starts_at),
+        sale_opens_at: Set(new.sale_opens_at),
+        sale_closes_at: Set(new.sale_closes_at),
         capacity: Set(capacity),
         available: Set(capacity),
         fence_token: Set(0),

@@ -7,6 +7,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use chrono::Utc;
 use sea_orm::EntityTrait;
 use serde::Deserialize;
 use shared::domain::{EventId, IdempotencyKey, Quantity, ReservationId};
@@ -22,6 +23,7 @@ use crate::{
     auth::Caller,
     catalog,
     extract::{OptionalJson, PathId, QueryParams, RequestId},
+    known_events::OnSale,
     pending::{self, Waited},
     problem::{ApiError, Problem, Unavailability},
     requests::{self, Ask, Claim},
@@ -72,6 +74,7 @@ pub struct ReserveParams {
         (status = 202, description = "Queued; poll Location", body = Accepted),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The event's sale has not opened (`sale-not-open`, with Retry-After) or has closed (`sale-closed`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive in time", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Rejected (not enough tickets), or the key's reservation was cancelled since", body = Decision),
@@ -106,7 +109,7 @@ pub async fn reserve(
             PAUSED_RETRY_AFTER,
         ));
     }
-    catalog::ensure_exists(&state, event.0).await?;
+    let window = catalog::sale_window(&state, event.0).await?;
     ensure_user_exists(&state, body.user_id).await?;
     let ask = Ask {
         event_id: event.0,
@@ -114,6 +117,18 @@ pub async fn reserve(
         user_id: body.user_id,
     };
     let owner = caller.owner();
+    // Outside the sale window only a replayed key goes on (to the state of
+    // what it asked while the sale was open); nothing new is recorded.
+    let on_sale = window.at(Utc::now());
+    if on_sale != OnSale::Open {
+        let replay = match &key {
+            Some(key) => requests::claimed(&state, owner, key, ask).await?,
+            None => None,
+        };
+        if replay.is_none() {
+            return Err(ApiError::NotOnSale(on_sale));
+        }
+    }
 
     // A keyed request is recorded before it is queued (the claim); an
     // unkeyed one only when it is answered before its decision.

@@ -12,6 +12,7 @@ mod load;
 mod partitions;
 mod poison;
 mod reads;
+mod sale_windows;
 mod seed;
 mod settings;
 mod trace;

@@ -12,6 +12,10 @@ pub struct Model {
     pub name: String,
     pub venue: Option<String>,
     pub starts_at: Option<ChronoDateTimeUtc>,
+    /// Reservations are refused before this time (none: on sale at once).
+    pub sale_opens_at: Option<ChronoDateTimeUtc>,
+    /// Reservations are refused from this time on (none: never closes).
+    pub sale_closes_at: Option<ChronoDateTimeUtc>,
     pub capacity: i32,
     pub available: i32,
     pub fence_token: i64,

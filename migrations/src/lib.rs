@@ -22,6 +22,15 @@ impl MigratorTrait for Migrator {
     }
 }
 
+/// Runs `statements` in order: every migration here is plain SQL, kept as
+/// the text MariaDB and MySQL are given.
+async fn execute_all(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+    for sql in statements {
+        manager.get_connection().execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
+
 /// Creates event 1 ("Demo event", 100 tickets) unless it already exists, so
 /// the seed document's curl commands work on a fresh database. Never touches
 /// an existing event 1.

@@ -25,6 +25,19 @@ pub fn env(name: &str) -> String {
     })
 }
 
+/// `GET /events/{id}/tickets` on the api replica at `base`; asserts 200.
+pub async fn tickets_at(http: &reqwest::Client, base: &str, event_id: i64) -> i64 {
+    let response = http
+        .get(format!("{base}/events/{event_id}/tickets"))
+        .send()
+        .await
+        .expect("GET tickets");
+    assert_eq!(response.status(), 200);
+    response.json::<Value>().await.expect("json")["tickets"]
+        .as_i64()
+        .expect("tickets is a number")
+}
+
 /// Directory holding the `api` and `worker` binaries of this build: beside
 /// the running executable (a binary in `target/<profile>/`) or one level up
 /// (a test in `target/<profile>/deps/`).
@@ -239,31 +252,29 @@ impl TestApp {
     }
 
     pub async fn tickets(&self, event_id: i64) -> i64 {
-        let response = self
-            .http
-            .get(self.url(&format!("/events/{event_id}/tickets")))
-            .send()
-            .await
-            .expect("GET tickets");
-        assert_eq!(response.status(), 200);
-        response.json::<Value>().await.expect("json")["tickets"]
-            .as_i64()
-            .expect("tickets is a number")
+        tickets_at(&self.http, &self.base, event_id).await
     }
 
     pub async fn create_event(&self, capacity: i64) -> i64 {
+        let (status, event) = self
+            .create_event_with(json!({"name": "Test event", "capacity": capacity}))
+            .await;
+        assert_eq!(status, 201, "{event}");
+        event["id"].as_i64().expect("event id")
+    }
+
+    /// POST /events (admin) with `body`; returns status and body.
+    pub async fn create_event_with(&self, body: Value) -> (u16, Value) {
         let response = self
             .http
             .post(self.url("/events"))
             .bearer_auth(env("ADMIN_TOKEN"))
-            .json(&json!({"name": "Test event", "capacity": capacity}))
+            .json(&body)
             .send()
             .await
             .expect("POST /events");
-        assert_eq!(response.status(), 201);
-        response.json::<Value>().await.expect("json")["id"]
-            .as_i64()
-            .expect("event id")
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("json"))
     }
 
     /// POST reserve with an optional JSON body; returns status and body.

@@ -13,7 +13,7 @@ use std::{
 
 use serde_json::{Value, json};
 use testkit::{
-    app::{Options, TestApp},
+    app::{Options, TestApp, tickets_at},
     invariants,
 };
 
@@ -24,18 +24,6 @@ fn minute_of_staleness() -> Options {
         env: BTreeMap::from([("AVAILABILITY_MAX_STALENESS_MS", "60000".to_owned())]),
         ..Options::default()
     }
-}
-
-async fn tickets_at(http: &reqwest::Client, base: &str, event: i64) -> i64 {
-    let response = http
-        .get(format!("{base}/events/{event}/tickets"))
-        .send()
-        .await
-        .expect("GET tickets");
-    assert_eq!(response.status(), 200);
-    response.json::<Value>().await.expect("json")["tickets"]
-        .as_i64()
-        .expect("tickets is a number")
 }
 
 /// Polls the replica at `base` for up to `within` until it shows `expected`;

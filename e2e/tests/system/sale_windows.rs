@@ -5,23 +5,14 @@
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::{Value, json};
-use testkit::app::{TestApp, env};
+use testkit::app::TestApp;
 
 async fn create(app: &TestApp, window: Value) -> (u16, Value) {
     let mut body = json!({"name": "Windowed", "capacity": 10});
     if let (Some(body), Some(window)) = (body.as_object_mut(), window.as_object()) {
         body.extend(window.clone());
     }
-    let response = app
-        .http
-        .post(app.url("/events"))
-        .bearer_auth(env("ADMIN_TOKEN"))
-        .json(&body)
-        .send()
-        .await
-        .expect("POST /events");
-    let status = response.status().as_u16();
-    (status, response.json().await.expect("a JSON answer"))
+    app.create_event_with(body).await
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {

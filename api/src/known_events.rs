@@ -18,21 +18,22 @@ pub struct SaleWindow {
     pub closes_at: Option<DateTime<Utc>>,
 }
 
-/// Where `now` falls in a sale window.
+/// Why a sale window refuses a reservation at some instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnSale {
-    Open,
+pub enum OffSale {
+    /// It opens at this time.
     NotYet(DateTime<Utc>),
+    /// It closed at this time.
     Closed(DateTime<Utc>),
 }
 
 impl SaleWindow {
     /// Open from `opens_at` (included) until `closes_at` (excluded).
-    pub fn at(&self, now: DateTime<Utc>) -> OnSale {
+    pub fn check(&self, now: DateTime<Utc>) -> Result<(), OffSale> {
         match (self.opens_at, self.closes_at) {
-            (Some(opens), _) if now < opens => OnSale::NotYet(opens),
-            (_, Some(closes)) if now >= closes => OnSale::Closed(closes),
-            _ => OnSale::Open,
+            (Some(opens), _) if now < opens => Err(OffSale::NotYet(opens)),
+            (_, Some(closes)) if now >= closes => Err(OffSale::Closed(closes)),
+            _ => Ok(()),
         }
     }
 }
@@ -69,18 +70,18 @@ mod tests {
             closes_at: Some(t("2026-12-02T12:00:00Z")),
         };
         assert_eq!(
-            window.at(t("2026-12-02T09:59:59Z")),
-            OnSale::NotYet(t("2026-12-02T10:00:00Z"))
+            window.check(t("2026-12-02T09:59:59Z")),
+            Err(OffSale::NotYet(t("2026-12-02T10:00:00Z")))
         );
-        assert_eq!(window.at(t("2026-12-02T10:00:00Z")), OnSale::Open);
-        assert_eq!(window.at(t("2026-12-02T11:59:59Z")), OnSale::Open);
+        assert_eq!(window.check(t("2026-12-02T10:00:00Z")), Ok(()));
+        assert_eq!(window.check(t("2026-12-02T11:59:59Z")), Ok(()));
         assert_eq!(
-            window.at(t("2026-12-02T12:00:00Z")),
-            OnSale::Closed(t("2026-12-02T12:00:00Z"))
+            window.check(t("2026-12-02T12:00:00Z")),
+            Err(OffSale::Closed(t("2026-12-02T12:00:00Z")))
         );
         assert_eq!(
-            SaleWindow::default().at(t("1970-01-01T00:00:00Z")),
-            OnSale::Open
+            SaleWindow::default().check(t("1970-01-01T00:00:00Z")),
+            Ok(())
         );
     }
 }

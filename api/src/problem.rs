@@ -13,7 +13,7 @@ use sea_orm::{DbErr, RuntimeErr, sqlx};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::known_events::OnSale;
+use crate::known_events::OffSale;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -57,7 +57,7 @@ pub enum ApiError {
     /// The event's sale has not opened yet, or has closed; nothing was
     /// queued.
     #[error("{}", not_on_sale(.0))]
-    NotOnSale(OnSale),
+    NotOnSale(OffSale),
     /// The client is over its reserve budget; nothing was read or queued.
     #[error("too many reservation requests from this client; retry in {retry_after} s")]
     TooManyRequests { retry_after: u64 },
@@ -188,18 +188,15 @@ pub const TYPES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-fn not_on_sale(on_sale: &OnSale) -> String {
-    match on_sale {
-        OnSale::NotYet(opens_at) => format!(
-            "the sale of this event opens at {}",
-            opens_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ),
-        OnSale::Closed(closes_at) => format!(
-            "the sale of this event closed at {}",
-            closes_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ),
-        OnSale::Open => "the sale of this event is open".to_owned(),
-    }
+fn not_on_sale(off_sale: &OffSale) -> String {
+    let (what, at) = match off_sale {
+        OffSale::NotYet(opens_at) => ("opens", opens_at),
+        OffSale::Closed(closes_at) => ("closed", closes_at),
+    };
+    format!(
+        "the sale of this event {what} at {}",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
 }
 
 /// The `type` of problems with `slug`.
@@ -238,8 +235,8 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused")
             }
             Self::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "command-refused"),
-            Self::NotOnSale(OnSale::NotYet(_)) => (StatusCode::FORBIDDEN, "sale-not-open"),
-            Self::NotOnSale(_) => (StatusCode::FORBIDDEN, "sale-closed"),
+            Self::NotOnSale(OffSale::NotYet(_)) => (StatusCode::FORBIDDEN, "sale-not-open"),
+            Self::NotOnSale(OffSale::Closed(_)) => (StatusCode::FORBIDDEN, "sale-closed"),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
             Self::Unavailable { reason, .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -287,7 +284,7 @@ impl IntoResponse for ApiError {
             Self::Unauthorized(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::NotOnSale(OnSale::NotYet(opens_at)) => {
+            Self::NotOnSale(OffSale::NotYet(opens_at)) => {
                 let wait = (*opens_at - chrono::Utc::now()).num_milliseconds();
                 let secs = u64::try_from(wait.div_euclid(1000) + 1).unwrap_or(1);
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -349,8 +346,8 @@ mod tests {
             ApiError::IdempotencyKeyReused,
             ApiError::Refused(String::new()),
             ApiError::TooManyRequests { retry_after: 1 },
-            ApiError::NotOnSale(OnSale::NotYet(chrono::Utc::now())),
-            ApiError::NotOnSale(OnSale::Closed(chrono::Utc::now())),
+            ApiError::NotOnSale(OffSale::NotYet(chrono::Utc::now())),
+            ApiError::NotOnSale(OffSale::Closed(chrono::Utc::now())),
             ApiError::unavailable(Unavailability::Dependency, "", 1),
             ApiError::unavailable(Unavailability::Overloaded, "", 1),
             ApiError::unavailable(Unavailability::SalesPaused, "", 1),

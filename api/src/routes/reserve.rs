@@ -23,7 +23,6 @@ use crate::{
     auth::Caller,
     catalog,
     extract::{OptionalJson, PathId, QueryParams, RequestId},
-    known_events::OnSale,
     pending::{self, Waited},
     problem::{ApiError, Problem, Unavailability},
     requests::{self, Ask, Claim},
@@ -119,14 +118,13 @@ pub async fn reserve(
     let owner = caller.owner();
     // Outside the sale window only a replayed key goes on (to the state of
     // what it asked while the sale was open); nothing new is recorded.
-    let on_sale = window.at(Utc::now());
-    if on_sale != OnSale::Open {
+    if let Err(off_sale) = window.check(Utc::now()) {
         let replay = match &key {
             Some(key) => requests::claimed(&state, owner, key, ask).await?,
             None => None,
         };
         if replay.is_none() {
-            return Err(ApiError::NotOnSale(on_sale));
+            return Err(ApiError::NotOnSale(off_sale));
         }
     }
 

@@ -20,6 +20,8 @@ pub struct Ask {
     pub event_id: i64,
     pub quantity: i32,
     pub user_id: Option<i64>,
+    /// Set for a hold: a hold and a plain reserve are different requests.
+    pub hold_seconds: Option<i32>,
 }
 
 impl From<&Outcome> for Ask {
@@ -28,6 +30,7 @@ impl From<&Outcome> for Ask {
             event_id: o.event_id,
             quantity: o.quantity,
             user_id: o.user_id,
+            hold_seconds: o.hold_seconds,
         }
     }
 }
@@ -38,6 +41,7 @@ impl From<&reservation_request::Model> for Ask {
             event_id: r.event_id,
             quantity: r.quantity,
             user_id: r.user_id,
+            hold_seconds: r.hold_seconds,
         }
     }
 }
@@ -58,6 +62,7 @@ fn row(id: Uuid, owner: i64, key: Option<&str>, ask: Ask) -> reservation_request
         event_id: Set(ask.event_id),
         quantity: Set(ask.quantity),
         user_id: Set(ask.user_id),
+        hold_seconds: Set(ask.hold_seconds),
         created_at: Set(Utc::now()),
     }
 }

@@ -11,7 +11,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// A reservation's state as clients see it (the domain's
-/// `ReservationStatus`, which knows nothing of OpenAPI).
+/// `ReservationStatus`, which knows nothing of OpenAPI). `held` takes
+/// tickets until `expires_at`; `released` and `expired` are holds that
+/// gave them back (by the client, by the clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -19,6 +21,9 @@ pub enum Status {
     Confirmed,
     Rejected,
     Cancelled,
+    Held,
+    Released,
+    Expired,
 }
 
 impl From<ReservationStatus> for Status {
@@ -28,6 +33,9 @@ impl From<ReservationStatus> for Status {
             ReservationStatus::Confirmed => Self::Confirmed,
             ReservationStatus::Rejected => Self::Rejected,
             ReservationStatus::Cancelled => Self::Cancelled,
+            ReservationStatus::Held => Self::Held,
+            ReservationStatus::Released => Self::Released,
+            ReservationStatus::Expired => Self::Expired,
         }
     }
 }
@@ -39,8 +47,8 @@ pub struct Tickets {
     pub tickets: i32,
 }
 
-/// The answer to a reserve or cancel that was decided: `200` when it
-/// succeeded, `409` when it was rejected.
+/// The answer to a reserve or confirm that was decided: `200` when it
+/// succeeded (confirmed, or held), `409` otherwise.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Decision {
     pub message: String,
@@ -50,6 +58,12 @@ pub struct Decision {
     pub quantity: i32,
     pub event_id: i64,
     pub user_id: Option<i64>,
+    /// For a hold: how long it was asked to last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold_seconds: Option<i32>,
+    /// For a hold: when its tickets go back unless it is confirmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl From<Outcome> for Decision {
@@ -62,6 +76,8 @@ impl From<Outcome> for Decision {
             quantity: o.quantity,
             event_id: o.event_id,
             user_id: o.user_id,
+            hold_seconds: o.hold_seconds,
+            expires_at: o.expires_at,
         }
     }
 }
@@ -89,6 +105,12 @@ pub struct Reservation {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
+    /// For a hold: how long it was asked to last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold_seconds: Option<i32>,
+    /// For a hold: when it ends (or ended), on the database's clock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl From<reservation::Model> for Reservation {
@@ -103,6 +125,8 @@ impl From<reservation::Model> for Reservation {
             created_at: r.created_at,
             updated_at: r.updated_at,
             decided_at: r.decided_at,
+            hold_seconds: r.hold_seconds,
+            expires_at: r.expires_at,
         }
     }
 }
@@ -120,6 +144,8 @@ impl From<reservation_request::Model> for Reservation {
             created_at: r.created_at,
             updated_at: r.created_at,
             decided_at: None,
+            hold_seconds: r.hold_seconds,
+            expires_at: None,
         }
     }
 }

@@ -124,6 +124,8 @@ mod tests {
             user_id: None,
             status: ReservationStatus::Confirmed,
             remaining_tickets: 9,
+            hold_seconds: None,
+            expires_at: None,
             message: "Ticket reserved".into(),
             refused: None,
         }

@@ -37,6 +37,7 @@ pub async fn run(
                 quantity: 1,
                 user_id: None,
                 client_id: 0,
+                hold_seconds: None,
             };
             let sent = Instant::now();
             let result = decide(db, event_id, TOKEN, &[command]).await;

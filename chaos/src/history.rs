@@ -46,6 +46,8 @@ pub struct EventMeta {
 #[serde(rename_all = "snake_case")]
 pub enum OpKind {
     Reserve,
+    /// Confirming a hold.
+    Confirm,
     Cancel,
     Poll,
     Read,
@@ -86,9 +88,9 @@ impl Op {
     /// The reservation status a decided answer reported, if any.
     pub fn reported_status(&self) -> Option<&str> {
         match (self.op, self.status) {
-            (OpKind::Reserve, 200 | 409) | (OpKind::Poll, 200) | (OpKind::Cancel, 200) => {
-                self.body["status"].as_str()
-            }
+            (OpKind::Reserve | OpKind::Confirm, 200 | 409)
+            | (OpKind::Poll, 200)
+            | (OpKind::Cancel, 200) => self.body["status"].as_str(),
             _ => None,
         }
     }
@@ -97,6 +99,12 @@ impl Op {
     pub fn acknowledged(&self) -> bool {
         match self.op {
             OpKind::Reserve => matches!(self.status, 200 | 202 | 409),
+            // A 409 problem (not decided yet) queued nothing; a 409 with
+            // the reservation is a decision.
+            OpKind::Confirm => {
+                matches!(self.status, 200 | 202)
+                    || (self.status == 409 && self.body["status"].is_string())
+            }
             OpKind::Cancel => matches!(self.status, 200 | 202),
             _ => false,
         }

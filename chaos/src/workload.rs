@@ -1,7 +1,8 @@
 //! The randomized workload: concurrent clients making reserve (sync and
-//! async, quantity 1–4, some with Idempotency-Key and retries), cancel,
-//! poll and read requests against one or more api replicas, every request
-//! and answer recorded in the history.
+//! async, quantity 1–4, some with Idempotency-Key and retries, some holds
+//! of 1–3 s that expire during the faults), confirm, cancel, poll and read
+//! requests against one or more api replicas, every request and answer
+//! recorded in the history.
 
 use std::{
     sync::{
@@ -30,11 +31,12 @@ pub struct Config {
     pub request_timeout: Duration,
 }
 
-/// Ids the clients share: what they may poll and what they may cancel.
+/// Ids the clients share: what they may poll, confirm and cancel.
 #[derive(Default)]
 struct Known {
     any: Vec<Uuid>,
     confirmed: Vec<Uuid>,
+    held: Vec<Uuid>,
 }
 
 struct Shared {
@@ -192,8 +194,12 @@ impl Shared {
         {
             known.any.push(id);
         }
-        if op.op != OpKind::Cancel && op.reported_status() == Some("confirmed") {
-            known.confirmed.push(id);
+        if op.op != OpKind::Cancel {
+            match op.reported_status() {
+                Some("confirmed") => known.confirmed.push(id),
+                Some("held") => known.held.push(id),
+                _ => {}
+            }
         }
     }
 }
@@ -204,8 +210,10 @@ async fn client_loop(shared: Arc<Shared>, client: usize) {
     while shared.budget_left() {
         n += 1;
         let roll: f64 = rng.random();
-        let op = if roll < 0.55 {
+        let op = if roll < 0.50 {
             reserve(&shared, client, &mut rng, n).await
+        } else if roll < 0.58 {
+            confirm(&shared, client, &mut rng).await
         } else if roll < 0.67 {
             cancel(&shared, client, &mut rng).await
         } else if roll < 0.85 {
@@ -227,6 +235,7 @@ async fn client_loop(shared: Arc<Shared>, client: usize) {
 async fn reserve(shared: &Shared, client: usize, rng: &mut StdRng, n: u64) -> Option<Op> {
     let event = *shared.config.events.choose(rng)?;
     let quantity = rng.random_range(1..=4);
+    let hold_seconds = rng.random_bool(0.3).then(|| rng.random_range(1..=3));
     let asynchronous = rng.random_bool(0.25);
     let key = rng
         .random_bool(0.2)
@@ -244,7 +253,10 @@ async fn reserve(shared: &Shared, client: usize, rng: &mut StdRng, n: u64) -> Op
         request.idempotency_key = key.clone();
         request.attempt = attempt;
         request.asynchronous = asynchronous;
-        request.body = Some(json!({ "quantity": quantity }));
+        request.body = Some(match hold_seconds {
+            Some(seconds) => json!({ "quantity": quantity, "hold": true, "hold_seconds": seconds }),
+            None => json!({ "quantity": quantity }),
+        });
         let op = shared.send(client, rng, request).await;
         // With a key, retry: always after a refusal or no answer (that is
         // what the key is for), and half the time after an answer too, to
@@ -265,15 +277,38 @@ async fn reserve(shared: &Shared, client: usize, rng: &mut StdRng, n: u64) -> Op
     last
 }
 
+/// Takes one id out of `ids` at random.
+fn take(ids: &mut Vec<Uuid>, rng: &mut StdRng) -> Option<Uuid> {
+    (!ids.is_empty()).then(|| ids.swap_remove(rng.random_range(0..ids.len())))
+}
+
+async fn confirm(shared: &Shared, client: usize, rng: &mut StdRng) -> Option<Op> {
+    let id = take(&mut shared.known.lock().expect("known ids").held, rng);
+    let Some(id) = id else {
+        return read(shared, client, rng).await;
+    };
+    let mut request = Request::new(
+        OpKind::Confirm,
+        reqwest::Method::POST,
+        format!("/reservations/{id}/confirm"),
+    );
+    request.reservation_id = Some(id);
+    Some(shared.send(client, rng, request).await)
+}
+
+/// Cancels a confirmed reservation or releases a hold.
 async fn cancel(shared: &Shared, client: usize, rng: &mut StdRng) -> Option<Op> {
     let id = {
         let mut known = shared.known.lock().expect("known ids");
-        if known.confirmed.is_empty() {
-            None
-        } else {
-            let index = rng.random_range(0..known.confirmed.len());
-            Some(known.confirmed.swap_remove(index))
-        }
+        let from_held = rng.random_bool(0.3) && !known.held.is_empty();
+        take(
+            if from_held {
+                &mut known.held
+            } else {
+                &mut known.confirmed
+            },
+            rng,
+        )
     };
     let Some(id) = id else {
         return read(shared, client, rng).await;

@@ -6,7 +6,7 @@ use chaos::{
     history::{EventMeta, Fault, Meta, Op, OpKind, Record},
 };
 use serde_json::{Value, json};
-use shared::messages::ReservationStatus::{self, Cancelled, Confirmed, Pending, Rejected};
+use shared::messages::ReservationStatus::{self, Cancelled, Confirmed, Held, Pending, Rejected};
 use uuid::Uuid;
 
 const EVENT: i64 = 7;
@@ -26,6 +26,7 @@ fn meta() -> Record {
 fn op(kind: OpKind, id: Option<Uuid>, status: u16, body: Value, at: f64) -> Record {
     let (method, path) = match kind {
         OpKind::Reserve => ("POST", format!("/events/{EVENT}/reserve")),
+        OpKind::Confirm => ("POST", format!("/reservations/{}/confirm", id.unwrap())),
         OpKind::Cancel => ("DELETE", format!("/reservations/{}", id.unwrap())),
         OpKind::Poll => ("GET", format!("/reservations/{}", id.unwrap())),
         OpKind::Read => ("GET", format!("/events/{EVENT}/tickets")),
@@ -124,6 +125,7 @@ fn consistent() -> (Vec<Record>, DbState, [Uuid; 5]) {
         event_id: EVENT,
         status,
         quantity,
+        expires_at: None,
     };
     let mut db = DbState::default();
     db.events.insert(
@@ -248,6 +250,44 @@ fn a_reservation_decided_twice_is_caught() {
 }
 
 #[test]
+fn a_hold_seen_on_two_paths_or_going_back_is_caught() {
+    // a is a confirmed reservation; an answer says its hold expired.
+    let (mut history, db, [a, ..]) = consistent();
+    history.push(op(
+        OpKind::Poll,
+        Some(a),
+        200,
+        reserved(a, 2, "expired"),
+        200.0,
+    ));
+    assert!(rules(&history, &db).contains(&"inv3-decided-twice"));
+
+    // d was seen cancelled at 50 ms; a confirm started later says held.
+    let (mut history, db, [_, _, _, d, _]) = consistent();
+    history.push(op(
+        OpKind::Confirm,
+        Some(d),
+        200,
+        reserved(d, 1, "held"),
+        200.0,
+    ));
+    assert!(rules(&history, &db).contains(&"inv3-decided-twice"));
+}
+
+#[test]
+fn a_hold_left_held_long_after_its_time_is_lost() {
+    let (history, mut db, [.., e]) = consistent();
+    let now = chrono::Utc::now();
+    db.read_at = Some(now);
+    let row = db.rows.get_mut(&e).unwrap();
+    row.status = Held;
+    row.expires_at = Some(now - chrono::TimeDelta::seconds(5));
+    assert_eq!(rules(&history, &db), Vec::<&str>::new(), "within the slack");
+    db.rows.get_mut(&e).unwrap().expires_at = Some(now - chrono::TimeDelta::seconds(60));
+    assert_eq!(rules(&history, &db), ["inv5-lost"]);
+}
+
+#[test]
 fn one_idempotency_key_with_two_ids_is_caught() {
     let (mut history, mut db, _) = consistent();
     let (x, y) = (Uuid::now_v7(), Uuid::now_v7());
@@ -269,6 +309,7 @@ fn one_idempotency_key_with_two_ids_is_caught() {
                 event_id: EVENT,
                 status: Rejected,
                 quantity: 1,
+                expires_at: None,
             },
         );
     }

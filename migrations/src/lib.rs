@@ -9,6 +9,7 @@ use sea_orm_migration::prelude::*;
 mod m20261124_000001_initial;
 mod m20261202_000001_clients;
 mod m20261202_000002_sale_windows;
+mod m20261207_000001_holds;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_initial::Migration),
             Box::new(m20261202_000001_clients::Migration),
             Box::new(m20261202_000002_sale_windows::Migration),
+            Box::new(m20261207_000001_holds::Migration),
         ]
     }
 }

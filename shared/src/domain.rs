@@ -88,7 +88,29 @@ impl ReservationId {
     }
 }
 
-/// State of a reservation. `pending` until a worker decides it.
+/// How long a hold keeps its tickets: 1 second to the configured maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldSeconds(i32);
+
+impl HoldSeconds {
+    /// `raw` when it is between 1 and `max`; otherwise why not.
+    pub fn parse(raw: i64, max: i32) -> Result<Self, String> {
+        i32::try_from(raw)
+            .ok()
+            .filter(|s| (1..=max).contains(s))
+            .map(Self)
+            .ok_or_else(|| format!("hold_seconds must be between 1 and {max}"))
+    }
+
+    pub fn get(self) -> i32 {
+        self.0
+    }
+}
+
+/// State of a reservation (DESIGN §10). `pending` until a worker decides
+/// it; then `confirmed` or `rejected`, or `held` until it is confirmed,
+/// released (by its client) or expired (by the clock); a confirmed one can
+/// be cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReservationStatus {
@@ -96,18 +118,29 @@ pub enum ReservationStatus {
     Confirmed,
     Rejected,
     Cancelled,
+    Held,
+    Released,
+    Expired,
 }
 
 impl ReservationStatus {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 7] = [
         Self::Pending,
         Self::Confirmed,
         Self::Rejected,
         Self::Cancelled,
+        Self::Held,
+        Self::Released,
+        Self::Expired,
     ];
 
     pub fn is_decided(self) -> bool {
         self != Self::Pending
+    }
+
+    /// Whether a reservation in this state takes tickets from the event.
+    pub fn takes_tickets(self) -> bool {
+        matches!(self, Self::Confirmed | Self::Held)
     }
 
     /// The message that goes with a reservation in this state.
@@ -117,6 +150,9 @@ impl ReservationStatus {
             Self::Confirmed => "Ticket reserved",
             Self::Rejected => "Not enough tickets",
             Self::Cancelled => "Reservation cancelled",
+            Self::Held => "Tickets held",
+            Self::Released => "Hold released",
+            Self::Expired => "Hold expired",
         }
     }
 
@@ -127,6 +163,9 @@ impl ReservationStatus {
             Self::Confirmed => "confirmed",
             Self::Rejected => "rejected",
             Self::Cancelled => "cancelled",
+            Self::Held => "held",
+            Self::Released => "released",
+            Self::Expired => "expired",
         }
     }
 }
@@ -152,6 +191,15 @@ mod tests {
         assert_eq!(Quantity::parse(10, 10).map(Quantity::get), Ok(10));
         for bad in [0, -1, 11, i64::MAX] {
             assert!(Quantity::parse(bad, 10).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hold_seconds_are_one_to_max() {
+        assert_eq!(HoldSeconds::parse(1, 900).map(HoldSeconds::get), Ok(1));
+        assert_eq!(HoldSeconds::parse(900, 900).map(HoldSeconds::get), Ok(900));
+        for bad in [0, -5, 901, i64::MIN] {
+            assert!(HoldSeconds::parse(bad, 900).is_err(), "{bad}");
         }
     }
 

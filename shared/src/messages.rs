@@ -3,6 +3,7 @@
 //! replica. Every message carries a format version so a worker can
 //! dead-letter what it does not understand instead of guessing.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -24,7 +25,22 @@ pub enum Command {
         /// clients existed.
         #[serde(default)]
         client_id: i64,
+        /// Set for a hold: the tickets are kept this long, then return
+        /// unless confirmed. Absent: confirmed at once, as before holds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hold_seconds: Option<i32>,
     },
+    /// Turns a live hold into a confirmed reservation.
+    Confirm {
+        reservation_id: Uuid,
+        event_id: i64,
+        /// The reservation's owner, checked again by the worker.
+        client_id: i64,
+    },
+    /// Ends a hold whose time has come; published by the worker that owns
+    /// the event's partition, never by the api.
+    Expire { reservation_id: Uuid, event_id: i64 },
+    /// Cancels a confirmed reservation, or releases a held one.
     Cancel {
         reservation_id: Uuid,
         event_id: i64,
@@ -37,15 +53,19 @@ pub enum Command {
 impl Command {
     pub fn reservation_id(&self) -> Uuid {
         match self {
-            Self::Reserve { reservation_id, .. } | Self::Cancel { reservation_id, .. } => {
-                *reservation_id
-            }
+            Self::Reserve { reservation_id, .. }
+            | Self::Confirm { reservation_id, .. }
+            | Self::Expire { reservation_id, .. }
+            | Self::Cancel { reservation_id, .. } => *reservation_id,
         }
     }
 
     pub fn event_id(&self) -> i64 {
         match self {
-            Self::Reserve { event_id, .. } | Self::Cancel { event_id, .. } => *event_id,
+            Self::Reserve { event_id, .. }
+            | Self::Confirm { event_id, .. }
+            | Self::Expire { event_id, .. }
+            | Self::Cancel { event_id, .. } => *event_id,
         }
     }
 }
@@ -127,6 +147,12 @@ pub struct Outcome {
     pub user_id: Option<i64>,
     pub status: ReservationStatus,
     pub remaining_tickets: i32,
+    /// For a hold: how long it was asked to last, and when it ends (on the
+    /// database's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_seconds: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
     /// A short human-readable explanation of the decision.
     pub message: String,
     /// Set when the database refused the command for good: nothing was
@@ -180,6 +206,7 @@ mod tests {
             quantity: 2,
             user_id: Some(3),
             client_id: 4,
+            hold_seconds: None,
         };
         let bytes = encode(&command);
         let text = std::str::from_utf8(&bytes).unwrap();
@@ -197,6 +224,8 @@ mod tests {
             user_id: None,
             status: ReservationStatus::Confirmed,
             remaining_tickets: 5,
+            hold_seconds: None,
+            expires_at: None,
             message: ReservationStatus::Confirmed.message().to_owned(),
             refused: None,
         };

@@ -4,7 +4,7 @@
 //!
 //! Keys (values are plain text): `max_quantity`, `reserve_wait_timeout_ms`,
 //! `sales_paused`, `events/<id>/sales_paused`, `batch_size`,
-//! `batch_linger_ms`. A key that does not parse is logged and ignored.
+//! `batch_linger_ms`, `max_hold_seconds`, `default_hold_seconds`. A key that does not parse is logged and ignored.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -44,6 +44,15 @@ pub struct SettingsArgs {
     /// that is not full.
     #[arg(long, env = "BATCH_LINGER_MS", default_value_t = 2)]
     pub batch_linger_ms: u64,
+
+    /// Longest hold a reservation may ask for (`hold_seconds`).
+    #[arg(long, env = "MAX_HOLD_SECONDS", default_value_t = 900)]
+    pub max_hold_seconds: i32,
+
+    /// How long a hold lasts when it does not say (at most
+    /// MAX_HOLD_SECONDS).
+    #[arg(long, env = "DEFAULT_HOLD_SECONDS", default_value_t = 600)]
+    pub default_hold_seconds: i32,
 }
 
 /// One consistent snapshot of the live settings.
@@ -55,6 +64,8 @@ pub struct Settings {
     pub paused_events: BTreeSet<i64>,
     pub batch_size: usize,
     pub batch_linger: Duration,
+    pub max_hold_seconds: i32,
+    default_hold_seconds: i32,
 }
 
 impl Settings {
@@ -66,7 +77,15 @@ impl Settings {
             paused_events: BTreeSet::new(),
             batch_size: args.batch_size.max(1),
             batch_linger: Duration::from_millis(args.batch_linger_ms),
+            max_hold_seconds: args.max_hold_seconds.max(1),
+            default_hold_seconds: args.default_hold_seconds.max(1),
         }
+    }
+
+    /// How long a hold lasts when it does not say: the default, capped by
+    /// the maximum (either may be changed live).
+    pub fn default_hold_seconds(&self) -> i32 {
+        self.default_hold_seconds.min(self.max_hold_seconds)
     }
 
     /// The defaults with every valid override applied.
@@ -105,6 +124,17 @@ impl Settings {
             "batch_linger_ms" => {
                 let v: u64 = value.parse().map_err(|e| parse_err(&e))?;
                 self.batch_linger = Duration::from_millis(v);
+            }
+            "max_hold_seconds" | "default_hold_seconds" => {
+                let v: i32 = value.parse().map_err(|e| parse_err(&e))?;
+                if v < 1 {
+                    return Err("must be at least 1".into());
+                }
+                if key == "max_hold_seconds" {
+                    self.max_hold_seconds = v;
+                } else {
+                    self.default_hold_seconds = v;
+                }
             }
             _ => {
                 let event = key
@@ -230,7 +260,21 @@ mod tests {
             paused_events: BTreeSet::new(),
             batch_size: 256,
             batch_linger: Duration::from_millis(2),
+            max_hold_seconds: 900,
+            default_hold_seconds: 600,
         }
+    }
+
+    #[test]
+    fn the_default_hold_never_exceeds_the_maximum() {
+        assert_eq!(defaults().default_hold_seconds(), 600);
+        let lower = BTreeMap::from([
+            ("max_hold_seconds".to_owned(), "120".to_owned()),
+            ("default_hold_seconds".to_owned(), "0".to_owned()),
+        ]);
+        let s = defaults().with_overrides(&lower);
+        assert_eq!(s.max_hold_seconds, 120);
+        assert_eq!(s.default_hold_seconds(), 120);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::{collections::HashMap, time::Duration};
 use futures::{StreamExt, stream::FuturesUnordered};
 use lapin::{
     Channel, Connection, ConnectionProperties,
-    options::{BasicConsumeOptions, BasicQosOptions},
+    options::{BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions},
     types::FieldTable,
     uri::AMQPUri,
 };
@@ -21,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Config,
+    decision::Partition,
     deliveries,
+    expiry::Expiry,
     fence::Epoch,
     holds::Holds,
     lease::Lease,
@@ -245,7 +247,8 @@ impl Worker {
     }
 
     /// Consumes one partition until `stop`, then closes its channel so that
-    /// what it had prefetched goes back to the queue.
+    /// what it had prefetched goes back to the queue. Meanwhile it sends
+    /// the partition's holds their expiry as they come due.
     async fn consume_partition(
         &self,
         connection: &Connection,
@@ -268,7 +271,19 @@ impl Worker {
             .await?;
         tracing::info!(%queue, prefetch = self.config.prefetch, "consuming a command partition");
         let holds = &self.holds[usize::from(partition)];
-        let result = self.consume(&mut consumer, holds, replies, stop).await;
+        let expiry = Expiry::default();
+        let expiries = connection.create_channel().await?;
+        expiries
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        // The sender never ends by itself: it stops when consuming does.
+        let result = tokio::select! {
+            result = self.consume(&mut consumer, holds, &expiry, replies, stop) => result,
+            () = expiry.run(&self.db, &self.topology, partition, &expiries) => Ok(()),
+        };
+        if let Err(error) = expiries.close(200, "partition moved".into()).await {
+            tracing::debug!(%error, %queue, "closing a partition's expiry channel");
+        }
         holds.release_all_but(None).await;
         if let Err(error) = channel.close(200, "partition moved".into()).await {
             tracing::debug!(%error, %queue, "closing a partition's channel");
@@ -281,6 +296,7 @@ impl Worker {
         &self,
         consumer: &mut lapin::Consumer,
         holds: &Holds,
+        expiry: &Expiry,
         replies: &Channel,
         stop: &CancellationToken,
     ) -> Result<(), SessionError> {
@@ -308,7 +324,8 @@ impl Worker {
             let first = first.ok_or(SessionError::ConsumerEnded)??;
             let batch =
                 deliveries::fill_batch(first, consumer, size, settings.batch_linger).await?;
-            self.process(batch, holds, replies, stop).await?;
+            self.process(batch, Partition { holds, expiry }, replies, stop)
+                .await?;
         }
     }
 }

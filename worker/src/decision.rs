@@ -22,7 +22,9 @@ use tracing::Instrument;
 
 use crate::{
     consumer::{SessionError, Worker},
-    deliveries, fence,
+    deliveries,
+    expiry::Expiry,
+    fence,
     holds::Holds,
     lock::LockError,
     permanent,
@@ -39,11 +41,19 @@ enum AttemptError {
     Deadline(Duration),
 }
 
+/// What a batch uses of the partition it came from: the event locks it
+/// keeps, and the schedule of its holds.
+#[derive(Clone, Copy)]
+pub(crate) struct Partition<'a> {
+    pub holds: &'a Holds,
+    pub expiry: &'a Expiry,
+}
+
 impl Worker {
     pub(crate) async fn process(
         &self,
         batch: Vec<Delivery>,
-        holds: &Holds,
+        partition: Partition<'_>,
         replies: &Channel,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
@@ -71,7 +81,8 @@ impl Worker {
         // other forever. So locks are only kept across single-event batches,
         // and every kept lock this batch does not use goes back first.
         let keep = groups.len() == 1;
-        holds
+        partition
+            .holds
             .release_all_but(groups.first().map(|(event, _)| *event).filter(|_| keep))
             .await;
         futures::future::join_all(groups.into_iter().map(|(event_id, items)| {
@@ -82,7 +93,7 @@ impl Worker {
                 batch = %uuid::Uuid::new_v4().simple(),
                 event_id,
             );
-            self.settle(event_id, items, keep, holds, replies, shutdown)
+            self.settle(event_id, items, keep, partition, replies, shutdown)
                 .instrument(span)
         }))
         .await
@@ -96,7 +107,7 @@ impl Worker {
         event_id: i64,
         items: Vec<(Delivery, Command)>,
         keep: bool,
-        holds: &Holds,
+        Partition { holds, expiry }: Partition<'_>,
         replies: &Channel,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
@@ -106,6 +117,7 @@ impl Worker {
             .decide_until_done(event_id, &commands, keep, holds, shutdown)
             .await?;
         let decided_in = started.elapsed();
+        expiry.observe(&decided.outcomes);
         if let Some((available, version)) = decided.availability {
             // Before the outcomes, so that a client reading availability
             // right after its answer sees its own reservation. Bounded, and

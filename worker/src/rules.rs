@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use chrono::{DateTime, TimeDelta, Utc};
 use shared::messages::{Command, Outcome, ReservationStatus};
 use uuid::Uuid;
 
@@ -18,7 +19,10 @@ pub struct Booking {
     pub client_id: i64,
     pub user_id: Option<i64>,
     pub quantity: i32,
+    pub hold_seconds: Option<i32>,
     pub status: ReservationStatus,
+    /// When a hold ends, on the database's clock.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// How a booking the batch changed reaches the database.
@@ -44,97 +48,159 @@ pub struct Decision {
 }
 
 /// Decides `commands` (all for `event_id`, in arrival order) against
-/// `available` tickets and the `bookings` they name that already exist.
+/// `available` tickets and the `bookings` they name that already exist, at
+/// the database's time `now`.
 ///
-/// - A reserve is all or nothing: confirmed if its whole quantity is left
-///   when its turn comes, else rejected; later commands see what it took.
+/// - A reserve is all or nothing: confirmed (or held, when it asks for a
+///   hold) if its whole quantity is left when its turn comes, else
+///   rejected; later commands see what it took.
 /// - A reservation is decided once: a decided booking is returned as it is.
 /// - A booking of another request that reused the id (other event,
-///   quantity, user or client) is never touched; its outcome names what it
-///   holds, which tells the api so.
-/// - A cancel returns a confirmed booking's tickets, for its own client
-///   only; anything else is reported as it is.
+///   quantity, user, client or hold) is never touched; its outcome names
+///   what it holds, which tells the api so.
+/// - A hold whose `expires_at` is not after `now` is expired by whatever
+///   command names it first; before that, confirm confirms it and cancel
+///   releases it. A cancel returns a confirmed booking's tickets. Both
+///   only for the booking's own client; anything else is reported as it is.
 pub fn decide(
     event_id: i64,
+    now: DateTime<Utc>,
     available: i32,
-    mut bookings: HashMap<Uuid, Booking>,
+    bookings: HashMap<Uuid, Booking>,
     commands: &[Command],
 ) -> Decision {
-    let mut available = available;
-    let mut writes = BTreeMap::new();
-    let mut outcomes = Vec::with_capacity(commands.len());
-    for command in commands {
-        let outcome = match *command {
+    let mut batch = Batch {
+        event_id,
+        now,
+        available,
+        bookings,
+        writes: BTreeMap::new(),
+    };
+    let outcomes = commands.iter().map(|c| batch.apply(c)).collect();
+    Decision {
+        outcomes,
+        available: batch.available,
+        bookings: batch.bookings,
+        writes: batch.writes,
+    }
+}
+
+/// What a command that ends or changes an existing booking asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Confirm,
+    Cancel,
+    Expire,
+}
+
+/// The state `change` moves `booking` to at `now`, if it moves it. Expiry
+/// comes first: once its time has come, a hold can only expire.
+fn transition(change: Change, booking: &Booking, now: DateTime<Utc>) -> Option<ReservationStatus> {
+    use ReservationStatus::{Cancelled, Confirmed, Expired, Held, Released};
+    let due = booking.expires_at.is_some_and(|at| at <= now);
+    match (booking.status, change) {
+        (Held, _) if due => Some(Expired),
+        (Held, Change::Confirm) => Some(Confirmed),
+        (Held, Change::Cancel) => Some(Released),
+        (Confirmed, Change::Cancel) => Some(Cancelled),
+        _ => None,
+    }
+}
+
+struct Batch {
+    event_id: i64,
+    now: DateTime<Utc>,
+    available: i32,
+    bookings: HashMap<Uuid, Booking>,
+    writes: BTreeMap<Uuid, Write>,
+}
+
+impl Batch {
+    fn apply(&mut self, command: &Command) -> Outcome {
+        match *command {
             Command::Reserve {
                 reservation_id,
                 quantity,
                 user_id,
                 client_id,
+                hold_seconds,
                 ..
-            } => {
-                let fresh = !bookings.contains_key(&reservation_id);
-                let booking = bookings.entry(reservation_id).or_insert(Booking {
-                    id: reservation_id,
-                    event_id,
-                    client_id,
-                    user_id,
-                    quantity,
-                    status: ReservationStatus::Pending,
-                });
-                let same_request = booking.event_id == event_id
-                    && booking.quantity == quantity
-                    && booking.user_id == user_id
-                    && booking.client_id == client_id;
-                if !booking.status.is_decided() && same_request {
-                    let fits = booking.quantity > 0 && booking.quantity <= available;
-                    if fits {
-                        available -= booking.quantity;
-                    }
-                    let from = booking.status;
-                    booking.status = if fits {
-                        ReservationStatus::Confirmed
-                    } else {
-                        ReservationStatus::Rejected
-                    };
-                    writes.insert(
-                        reservation_id,
-                        if fresh {
-                            Write::Insert
-                        } else {
-                            Write::Update { from }
-                        },
-                    );
-                }
-                outcome(booking, available)
-            }
-            Command::Cancel {
-                reservation_id,
+            } => self.reserve(Booking {
+                id: reservation_id,
+                event_id: self.event_id,
                 client_id,
-                ..
-            } => match bookings.get_mut(&reservation_id) {
-                Some(booking) if booking.client_id != client_id || booking.event_id != event_id => {
-                    unknown(command)
-                }
-                Some(booking) if booking.status == ReservationStatus::Confirmed => {
-                    available += booking.quantity;
-                    booking.status = ReservationStatus::Cancelled;
-                    // A row inserted by this batch is inserted cancelled.
-                    writes.entry(reservation_id).or_insert(Write::Update {
-                        from: ReservationStatus::Confirmed,
-                    });
-                    outcome(booking, available)
-                }
-                Some(booking) => outcome(booking, available),
-                None => unknown(command),
-            },
-        };
-        outcomes.push(outcome);
+                user_id,
+                quantity,
+                hold_seconds,
+                status: ReservationStatus::Pending,
+                expires_at: None,
+            }),
+            Command::Confirm { client_id, .. } => {
+                self.change(command, Some(client_id), Change::Confirm)
+            }
+            Command::Cancel { client_id, .. } => {
+                self.change(command, Some(client_id), Change::Cancel)
+            }
+            Command::Expire { .. } => self.change(command, None, Change::Expire),
+        }
     }
-    Decision {
-        outcomes,
-        available,
-        bookings,
-        writes,
+
+    fn reserve(&mut self, asked: Booking) -> Outcome {
+        let id = asked.id;
+        let fresh = !self.bookings.contains_key(&id);
+        let booking = self.bookings.entry(id).or_insert_with(|| asked.clone());
+        let same_request = booking.event_id == asked.event_id
+            && booking.quantity == asked.quantity
+            && booking.user_id == asked.user_id
+            && booking.client_id == asked.client_id
+            && booking.hold_seconds == asked.hold_seconds;
+        if !booking.status.is_decided() && same_request {
+            let fits = booking.quantity > 0 && booking.quantity <= self.available;
+            let from = booking.status;
+            booking.status = match (fits, booking.hold_seconds) {
+                (false, _) => ReservationStatus::Rejected,
+                (true, None) => ReservationStatus::Confirmed,
+                (true, Some(seconds)) => {
+                    booking.expires_at = Some(self.now + TimeDelta::seconds(seconds.into()));
+                    ReservationStatus::Held
+                }
+            };
+            if fits {
+                self.available -= booking.quantity;
+            }
+            self.writes.insert(
+                id,
+                if fresh {
+                    Write::Insert
+                } else {
+                    Write::Update { from }
+                },
+            );
+        }
+        outcome(booking, self.available)
+    }
+
+    /// A change of an existing booking, by its own client (`None`: by the
+    /// system, for expiry).
+    fn change(&mut self, command: &Command, client_id: Option<i64>, change: Change) -> Outcome {
+        let Some(booking) = self.bookings.get_mut(&command.reservation_id()) else {
+            return unknown(command);
+        };
+        if booking.event_id != self.event_id || client_id.is_some_and(|c| c != booking.client_id) {
+            return unknown(command);
+        }
+        if let Some(to) = transition(change, booking, self.now) {
+            let from = booking.status;
+            if from.takes_tickets() && !to.takes_tickets() {
+                self.available += booking.quantity;
+            }
+            booking.status = to;
+            // A row inserted by this batch is inserted in its final state.
+            self.writes
+                .entry(booking.id)
+                .or_insert(Write::Update { from });
+        }
+        outcome(booking, self.available)
     }
 }
 
@@ -154,6 +220,8 @@ fn outcome(booking: &Booking, remaining: i32) -> Outcome {
         user_id: booking.user_id,
         status: booking.status,
         remaining_tickets: remaining,
+        hold_seconds: booking.hold_seconds,
+        expires_at: booking.expires_at,
         message: booking.status.message().to_owned(),
         refused: None,
     }
@@ -166,11 +234,16 @@ fn unknown(command: &Command) -> Outcome {
 /// A rejection of `command` that stores nothing: it names nothing that
 /// exists (`refused` unset), or the database refused it for good (set).
 pub fn refusal(command: &Command, message: &str) -> Outcome {
-    let (quantity, user_id) = match *command {
+    let (quantity, user_id, hold_seconds) = match *command {
         Command::Reserve {
-            quantity, user_id, ..
-        } => (quantity, user_id),
-        Command::Cancel { .. } => (0, None),
+            quantity,
+            user_id,
+            hold_seconds,
+            ..
+        } => (quantity, user_id, hold_seconds),
+        Command::Confirm { .. } | Command::Expire { .. } | Command::Cancel { .. } => {
+            (0, None, None)
+        }
     };
     Outcome {
         reservation_id: command.reservation_id(),
@@ -179,6 +252,8 @@ pub fn refusal(command: &Command, message: &str) -> Outcome {
         user_id,
         status: ReservationStatus::Rejected,
         remaining_tickets: 0,
+        hold_seconds,
+        expires_at: None,
         message: message.to_owned(),
         refused: None,
     }

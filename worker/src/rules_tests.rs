@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
 use shared::messages::{Command, ReservationStatus};
 use uuid::Uuid;
@@ -9,6 +10,11 @@ use uuid::Uuid;
 use super::{Booking, Write, decide};
 
 const EVENT: i64 = 7;
+
+/// The database's time of the batches below.
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
+}
 
 fn id(n: u128) -> Uuid {
     Uuid::from_u128(n + 1)
@@ -21,6 +27,33 @@ fn reserve(n: u128, quantity: i32) -> Command {
         quantity,
         user_id: None,
         client_id: 0,
+        hold_seconds: None,
+    }
+}
+
+fn hold(n: u128, quantity: i32, seconds: i32) -> Command {
+    Command::Reserve {
+        reservation_id: id(n),
+        event_id: EVENT,
+        quantity,
+        user_id: None,
+        client_id: 0,
+        hold_seconds: Some(seconds),
+    }
+}
+
+fn confirm(n: u128) -> Command {
+    Command::Confirm {
+        reservation_id: id(n),
+        event_id: EVENT,
+        client_id: 0,
+    }
+}
+
+fn expire(n: u128) -> Command {
+    Command::Expire {
+        reservation_id: id(n),
+        event_id: EVENT,
     }
 }
 
@@ -33,7 +66,7 @@ fn cancel(n: u128) -> Command {
 }
 
 fn statuses(commands: &[Command], available: i32) -> Vec<ReservationStatus> {
-    decide(EVENT, available, HashMap::new(), commands)
+    decide(EVENT, t0(), available, HashMap::new(), commands)
         .outcomes
         .iter()
         .map(|o| o.status)
@@ -53,7 +86,7 @@ fn first_come_first_served_all_or_nothing() {
 
 #[test]
 fn a_reserve_and_its_cancel_in_one_batch_insert_the_final_row() {
-    let decision = decide(EVENT, 5, HashMap::new(), &[reserve(0, 2), cancel(0)]);
+    let decision = decide(EVENT, t0(), 5, HashMap::new(), &[reserve(0, 2), cancel(0)]);
     assert_eq!(decision.outcomes[0].status, ReservationStatus::Confirmed);
     assert_eq!(decision.outcomes[0].remaining_tickets, 3);
     assert_eq!(decision.outcomes[1].status, ReservationStatus::Cancelled);
@@ -73,10 +106,13 @@ fn another_requests_booking_is_reported_never_changed() {
         client_id: 0,
         user_id: None,
         quantity: 1,
+        hold_seconds: None,
         status: ReservationStatus::Pending,
+        expires_at: None,
     };
     let decision = decide(
         EVENT,
+        t0(),
         5,
         HashMap::from([(id(0), theirs.clone())]),
         &[reserve(0, 1), cancel(0)],
@@ -99,41 +135,71 @@ fn a_cancel_by_another_client_is_unknown() {
         client_id: 4,
         user_id: None,
         quantity: 2,
+        hold_seconds: None,
         status: ReservationStatus::Confirmed,
+        expires_at: None,
     };
-    let decision = decide(EVENT, 3, HashMap::from([(id(0), mine)]), &[cancel(0)]);
+    let decision = decide(EVENT, t0(), 3, HashMap::from([(id(0), mine)]), &[cancel(0)]);
     assert_eq!(decision.outcomes[0].message, "Unknown reservation");
     assert_eq!(decision.available, 3);
     assert!(decision.writes.is_empty());
 }
 
-/// A random batch: reserves of 1 to 4 tickets, ids often repeated (a
-/// redelivery, a replay), cancels of any of those ids.
+/// A random batch: reserves and holds of 1 to 4 tickets, ids often
+/// repeated (a redelivery, a replay), confirms, expiries and cancels of any
+/// of those ids.
 fn batch() -> impl Strategy<Value = Vec<Command>> {
     let command = prop_oneof![
-        4 => (0u128..12, 1i32..=4).prop_map(|(n, q)| reserve(n, q)),
+        3 => (0u128..12, 1i32..=4).prop_map(|(n, q)| reserve(n, q)),
+        2 => (0u128..12, 1i32..=4).prop_map(|(n, q)| hold(n, q, 60)),
+        1 => (0u128..12).prop_map(confirm),
+        1 => (0u128..12).prop_map(expire),
         1 => (0u128..12).prop_map(cancel),
     ];
     proptest::collection::vec(command, 0..40)
 }
 
-fn confirmed(bookings: &HashMap<Uuid, Booking>) -> i32 {
+/// Tickets out: in confirmed or held bookings.
+fn taken(bookings: &HashMap<Uuid, Booking>) -> i32 {
     bookings
         .values()
-        .filter(|b| b.status == ReservationStatus::Confirmed)
+        .filter(|b| b.status.takes_tickets())
         .map(|b| b.quantity)
         .sum()
 }
 
 proptest! {
     /// Never more tickets out than there are; every ticket is either left
-    /// or in a confirmed booking.
+    /// or in a confirmed or held booking, also once the holds are due.
     #[test]
     fn no_oversell(capacity in 0i32..30, commands in batch()) {
-        let decision = decide(EVENT, capacity, HashMap::new(), &commands);
+        let decision = decide(EVENT, t0(), capacity, HashMap::new(), &commands);
         prop_assert!(decision.available >= 0);
         prop_assert!(decision.available <= capacity);
-        prop_assert_eq!(decision.available + confirmed(&decision.bookings), capacity);
+        prop_assert_eq!(decision.available + taken(&decision.bookings), capacity);
+        let later = t0() + TimeDelta::seconds(60);
+        let after = decide(EVENT, later, decision.available, decision.bookings, &commands);
+        prop_assert!((0..=capacity).contains(&after.available));
+        prop_assert_eq!(after.available + taken(&after.bookings), capacity);
+    }
+
+    /// Once a hold's time has come, whatever names it (confirm, cancel or
+    /// expire) expires it and gives its tickets back; nothing confirms it.
+    #[test]
+    fn a_due_hold_only_expires(capacity in 0i32..30, commands in batch()) {
+        let first = decide(EVENT, t0(), capacity, HashMap::new(), &commands);
+        let later = t0() + TimeDelta::seconds(60);
+        let after = decide(EVENT, later, first.available, first.bookings.clone(), &commands);
+        for (id, before) in &first.bookings {
+            let now = after.bookings[id].status;
+            if before.status == ReservationStatus::Held {
+                let named = commands.iter().any(|c| {
+                    c.reservation_id() == *id && !matches!(c, Command::Reserve { .. })
+                });
+                let expected = if named { ReservationStatus::Expired } else { ReservationStatus::Held };
+                prop_assert_eq!(now, expected);
+            }
+        }
     }
 
     /// Each command is decided on what is left at its turn, as a plain
@@ -142,31 +208,43 @@ proptest! {
     /// back, and each outcome reports what is left after it.
     #[test]
     fn first_come_first_served_and_all_or_nothing(capacity in 0i32..30, commands in batch()) {
-        use ReservationStatus::{Cancelled, Confirmed, Rejected};
-        let decision = decide(EVENT, capacity, HashMap::new(), &commands);
+        use ReservationStatus::{Cancelled, Confirmed, Held, Rejected, Released};
+        let decision = decide(EVENT, t0(), capacity, HashMap::new(), &commands);
         let mut ledger: HashMap<Uuid, (i32, ReservationStatus)> = HashMap::new();
         let mut left = capacity;
         for (command, outcome) in commands.iter().zip(&decision.outcomes) {
             match *command {
-                Command::Reserve { reservation_id, quantity, .. } => {
+                Command::Reserve { reservation_id, quantity, hold_seconds, .. } => {
                     let (_, status) = *ledger.entry(reservation_id).or_insert_with(|| {
                         let fits = quantity <= left;
                         if fits {
                             left -= quantity;
                         }
-                        (quantity, if fits { Confirmed } else { Rejected })
+                        let taken = if hold_seconds.is_some() { Held } else { Confirmed };
+                        (quantity, if fits { taken } else { Rejected })
                     });
+                    // A replay with the other kind (hold or not) is
+                    // another request: reported as stored, not decided.
                     prop_assert_eq!(outcome.status, status);
                 }
-                Command::Cancel { reservation_id, .. } => {
+                Command::Confirm { reservation_id, .. }
+                | Command::Cancel { reservation_id, .. }
+                | Command::Expire { reservation_id, .. } => {
                     let Some((quantity, status)) = ledger.get_mut(&reservation_id) else {
                         prop_assert_eq!(outcome.message.as_str(), "Unknown reservation");
                         continue;
                     };
-                    if *status == Confirmed {
-                        *status = Cancelled;
+                    // Nothing is due in one batch: holds last 60 s.
+                    let to = match (*status, command) {
+                        (Held, Command::Confirm { .. }) => Confirmed,
+                        (Held, Command::Cancel { .. }) => Released,
+                        (Confirmed, Command::Cancel { .. }) => Cancelled,
+                        (unchanged, _) => unchanged,
+                    };
+                    if status.takes_tickets() && !to.takes_tickets() {
                         left += *quantity;
                     }
+                    *status = to;
                     prop_assert_eq!(outcome.status, *status);
                 }
             }
@@ -179,10 +257,10 @@ proptest! {
     /// answers, nothing to write, no ticket moves.
     #[test]
     fn a_replay_returns_the_stored_decisions(capacity in 0i32..30, commands in batch()) {
-        let first = decide(EVENT, capacity, HashMap::new(), &commands);
+        let first = decide(EVENT, t0(), capacity, HashMap::new(), &commands);
         let reservations: Vec<Command> =
             commands.iter().filter(|c| matches!(c, Command::Reserve { .. })).cloned().collect();
-        let replay = decide(EVENT, first.available, first.bookings.clone(), &reservations);
+        let replay = decide(EVENT, t0(), first.available, first.bookings.clone(), &reservations);
         prop_assert!(replay.writes.is_empty());
         prop_assert_eq!(replay.available, first.available);
         for outcome in &replay.outcomes {
@@ -191,15 +269,22 @@ proptest! {
     }
 
     /// Every write names a booking the batch changed, once; a booking that
-    /// existed and was decided is only ever written by its cancellation.
+    /// existed and was decided only ever moves on from a state that takes
+    /// tickets: a confirmation is cancelled, a hold confirmed or released.
     #[test]
-    fn decided_bookings_change_only_by_cancellation(capacity in 0i32..30, commands in batch()) {
-        let first = decide(EVENT, capacity, HashMap::new(), &commands);
-        let again = decide(EVENT, first.available, first.bookings.clone(), &commands);
+    fn decided_bookings_change_only_from_a_live_state(capacity in 0i32..30, commands in batch()) {
+        use ReservationStatus::{Cancelled, Confirmed, Held, Released};
+        let first = decide(EVENT, t0(), capacity, HashMap::new(), &commands);
+        let again = decide(EVENT, t0(), first.available, first.bookings.clone(), &commands);
         for (id, write) in &again.writes {
-            prop_assert_eq!(*write, Write::Update { from: ReservationStatus::Confirmed });
-            prop_assert_eq!(again.bookings[id].status, ReservationStatus::Cancelled);
+            let to = again.bookings[id].status;
+            let allowed = matches!(
+                (*write, to),
+                (Write::Update { from: Confirmed }, Cancelled)
+                    | (Write::Update { from: Held }, Confirmed | Released | Cancelled)
+            );
+            prop_assert!(allowed, "{:?} to {:?}", write, to);
         }
-        prop_assert_eq!(again.available + confirmed(&again.bookings), capacity);
+        prop_assert_eq!(again.available + taken(&again.bookings), capacity);
     }
 }

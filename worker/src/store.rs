@@ -11,10 +11,10 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    IsolationLevel, QueryFilter, QuerySelect, TransactionTrait,
+    IsolationLevel, QueryFilter, QuerySelect, Statement, TransactionTrait,
     sea_query::{Expr, ExprTrait, MysqlQueryBuilder, Query},
 };
 use shared::{
@@ -75,6 +75,11 @@ pub async fn decide(
         });
     }
 
+    let now = if needs_clock(commands) {
+        database_now(&txn).await?
+    } else {
+        Utc::now()
+    };
     let ids: Vec<Uuid> = commands.iter().map(Command::reservation_id).collect();
     let bookings: HashMap<Uuid, Booking> = reservation::Entity::find()
         .filter(reservation::Column::Id.is_in(padded(&ids)))
@@ -89,7 +94,7 @@ pub async fn decide(
         available,
         bookings,
         writes,
-    } = rules::decide(event_id, event.available, bookings, commands);
+    } = rules::decide(event_id, now, event.available, bookings, commands);
 
     if writes.is_empty() {
         txn.commit().await?;
@@ -98,7 +103,6 @@ pub async fn decide(
             availability: Some((event.available, event.version)),
         });
     }
-    let now = Utc::now();
     let mut inserts = Vec::new();
     for (id, write) in &writes {
         let Some(booking) = bookings.get(id) else {
@@ -137,6 +141,36 @@ pub async fn decide(
     })
 }
 
+/// Whether deciding `commands` involves holds, whose times are the
+/// database's: a batch of plain reserves (the hot path) does not pay for
+/// reading the clock.
+fn needs_clock(commands: &[Command]) -> bool {
+    commands.iter().any(|command| {
+        !matches!(
+            command,
+            Command::Reserve {
+                hold_seconds: None,
+                ..
+            }
+        )
+    })
+}
+
+/// The database's clock, read inside the deciding transaction: every
+/// expiry is judged on this one clock, whatever worker decides it, so a
+/// confirm and an expiry of one hold can never both win.
+async fn database_now(txn: &DatabaseTransaction) -> Result<DateTime<Utc>, DbErr> {
+    let row = txn
+        .query_one_raw(Statement::from_string(
+            txn.get_database_backend(),
+            "SELECT UTC_TIMESTAMP(6) AS now",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("UTC_TIMESTAMP(6)".into()))?;
+    let now: NaiveDateTime = row.try_get("", "now")?;
+    Ok(now.and_utc())
+}
+
 /// The ids of the `IN (…)` select, repeated up to the next power of two.
 ///
 /// Statements whose shape follows the batch size must not churn sqlx's
@@ -172,11 +206,13 @@ fn insert(rows: &[reservation::Model]) -> Result<String, DbErr> {
         C::ClientId,
         C::UserId,
         C::Quantity,
+        C::HoldSeconds,
         C::Status,
         C::FenceToken,
         C::CreatedAt,
         C::UpdatedAt,
         C::DecidedAt,
+        C::ExpiresAt,
     ]);
     for row in rows {
         insert
@@ -186,11 +222,13 @@ fn insert(rows: &[reservation::Model]) -> Result<String, DbErr> {
                 row.client_id.into(),
                 row.user_id.into(),
                 row.quantity.into(),
+                row.hold_seconds.into(),
                 row.status.into(),
                 row.fence_token.into(),
                 row.created_at.naive_utc().into(),
                 row.updated_at.naive_utc().into(),
                 row.decided_at.map(|at| at.naive_utc()).into(),
+                row.expires_at.map(|at| at.naive_utc()).into(),
             ])
             .map_err(|e| DbErr::Custom(e.to_string()))?;
     }
@@ -205,7 +243,9 @@ fn booking(row: &reservation::Model) -> Booking {
         client_id: row.client_id,
         user_id: row.user_id,
         quantity: row.quantity,
+        hold_seconds: row.hold_seconds,
         status: row.status,
+        expires_at: row.expires_at,
     }
 }
 
@@ -217,11 +257,13 @@ fn row(booking: &Booking, fence: i64, now: DateTime<Utc>) -> reservation::Model 
         client_id: booking.client_id,
         user_id: booking.user_id,
         quantity: booking.quantity,
+        hold_seconds: booking.hold_seconds,
         status: booking.status,
         fence_token: Some(fence),
         created_at: now,
         updated_at: now,
         decided_at: Some(now),
+        expires_at: booking.expires_at,
     }
 }
 
@@ -242,7 +284,9 @@ async fn update(
         .col_expr(C::FenceToken, Expr::value(fence))
         .col_expr(C::UpdatedAt, Expr::value(now));
     if from == ReservationStatus::Pending {
-        update = update.col_expr(C::DecidedAt, Expr::value(now));
+        update = update
+            .col_expr(C::DecidedAt, Expr::value(now))
+            .col_expr(C::ExpiresAt, Expr::value(booking.expires_at));
     }
     let result = update
         .filter(C::Id.eq(booking.id))

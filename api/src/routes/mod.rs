@@ -34,7 +34,7 @@ use crate::{extract::REQUEST_ID, middleware::limit_reserve, problem::ApiError, s
     paths(
         events::tickets, events::create, events::list, events::get,
         reserve::reserve,
-        reservations::get, reservations::cancel,
+        reservations::get, reservations::confirm, reservations::cancel,
         users::create,
         clients::create, clients::list, clients::revoke,
         health::healthz, health::readyz,
@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
             "/reservations/{id}",
             get(reservations::get).delete(reservations::cancel),
         )
+        .route("/reservations/{id}/confirm", post(reservations::confirm))
         .route("/users", post(users::create))
         .route("/admin/clients", post(clients::create).get(clients::list))
         .route(

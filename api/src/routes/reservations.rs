@@ -20,9 +20,9 @@ use crate::{
     pending::{self, Waited},
     problem::{ApiError, Problem},
     requests,
-    routes::reserve::accepted,
+    routes::reserve::{accepted, decided, replay},
     state::AppState,
-    views::{Accepted, Reservation, Status},
+    views::{Accepted, Decision, Reservation, Status},
 };
 
 /// The reservation as `caller` may see it: decided (`reservations`), or
@@ -61,13 +61,66 @@ pub async fn get(
     Ok(Json(find(&state, caller, id).await?))
 }
 
-/// Cancels a confirmed reservation; its tickets go back. Repeating it is
-/// harmless.
+/// Confirms a held reservation: its tickets are the client's for good.
+/// Repeating it is harmless. A hold whose `expires_at` has passed cannot be
+/// confirmed: it expires instead, and the answer (409) says so.
+#[utoipa::path(post, path = "/reservations/{id}/confirm", tag = "reservations",
+    params(("id" = Uuid, Path, description = "Reservation id")),
+    security((), ("api_key" = []), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "Confirmed", body = Decision),
+        (status = 202, description = "Confirmation queued; poll Location", body = Accepted),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such reservation, or another client's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not confirmable: the hold expired or was released, or the reservation was rejected or cancelled (body: the reservation); or it is not decided yet (problem)", body = Decision),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(name = "confirm", skip_all, fields(reservation_id = %id))]
+pub async fn confirm(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    PathId(id): PathId<Uuid>,
+) -> Result<Response, ApiError> {
+    let stored = find(&state, caller, id).await?;
+    match stored.status {
+        Status::Held => {}
+        Status::Pending => {
+            return Err(ApiError::Conflict(
+                "the reservation is not decided yet; confirm it once it is held".into(),
+            ));
+        }
+        // Confirmed already (a repeat), or over: the stored state.
+        _ => return replay(&state, id).await?.ok_or_else(|| gone(id)),
+    }
+    let command = Command::Confirm {
+        reservation_id: id,
+        event_id: stored.event_id,
+        client_id: stored.client_id,
+    };
+    let wait = state.settings.current().reserve_wait_timeout;
+    match pending::publish_and_wait(&state, &command, request_id.as_deref(), wait).await? {
+        Waited::Decided(outcome) if outcome.refused.is_some() => {
+            Err(ApiError::Refused(outcome.refused.unwrap_or_default()))
+        }
+        Waited::Decided(outcome) => Ok(decided(outcome)),
+        Waited::NotYet => Ok(accepted(
+            id,
+            ReservationStatus::Held,
+            "Confirmation queued; not applied yet",
+            false,
+        )),
+    }
+}
+
+/// Cancels a confirmed reservation, or releases a held one: its tickets go
+/// back. Repeating it is harmless.
 #[utoipa::path(delete, path = "/reservations/{id}", tag = "reservations",
     params(("id" = Uuid, Path, description = "Reservation id")),
     security((), ("api_key" = []), ("admin_token" = [])),
     responses(
-        (status = 200, description = "Cancelled", body = Reservation),
+        (status = 200, description = "Cancelled (`cancelled`), released (`released`), or the hold had expired (`expired`)", body = Reservation),
         (status = 202, description = "Cancellation queued", body = Accepted),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -84,7 +137,9 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     let stored = find(&state, caller, id).await?;
     match stored.status {
-        Status::Cancelled => return Ok(Json(stored).into_response()),
+        Status::Cancelled | Status::Released | Status::Expired => {
+            return Ok(Json(stored).into_response());
+        }
         Status::Pending => {
             return Err(ApiError::Conflict(
                 "the reservation is not decided yet; cancel it once it is confirmed".into(),
@@ -95,7 +150,7 @@ pub async fn cancel(
                 "a rejected reservation holds no tickets to cancel".into(),
             ));
         }
-        Status::Confirmed => {}
+        Status::Confirmed | Status::Held => {}
     }
     let command = Command::Cancel {
         reservation_id: id,
@@ -104,15 +159,19 @@ pub async fn cancel(
     };
     let wait = state.settings.current().reserve_wait_timeout;
     match pending::publish_and_wait(&state, &command, request_id.as_deref(), wait).await? {
-        Waited::Decided(outcome) if outcome.status == ReservationStatus::Cancelled => {
+        Waited::Decided(outcome) if !outcome.status.takes_tickets() => {
             Ok(Json(find(&state, caller, id).await?).into_response())
         }
         Waited::Decided(outcome) => Err(ApiError::Conflict(outcome.message)),
         Waited::NotYet => Ok(accepted(
             id,
-            ReservationStatus::Confirmed,
+            stored.status,
             "Cancellation queued; not applied yet",
             false,
         )),
     }
+}
+
+fn gone(id: Uuid) -> ApiError {
+    ApiError::NotFound(format!("reservation {id} does not exist"))
 }

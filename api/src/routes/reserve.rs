@@ -10,7 +10,7 @@ use axum::{
 use chrono::Utc;
 use sea_orm::EntityTrait;
 use serde::Deserialize;
-use shared::domain::{EventId, IdempotencyKey, Quantity, ReservationId};
+use shared::domain::{EventId, HoldSeconds, IdempotencyKey, Quantity, ReservationId};
 use shared::{
     entities::{reservation, user},
     messages::{Command, Outcome, ReservationStatus},
@@ -27,7 +27,7 @@ use crate::{
     problem::{ApiError, Problem, Unavailability},
     requests::{self, Ask, Claim},
     state::AppState,
-    views::{Accepted, Decision},
+    views::{Accepted, Decision, Status},
 };
 
 /// Seconds a client should wait before retrying while sales are paused.
@@ -42,6 +42,32 @@ pub struct ReserveRequest {
     pub quantity: Option<i64>,
     /// An existing user, if the reservation is for one.
     pub user_id: Option<i64>,
+    /// `true` holds the tickets (`status: "held"`) until they are
+    /// confirmed (`POST /reservations/{id}/confirm`), released
+    /// (`DELETE /reservations/{id}`) or the hold expires (`expires_at`),
+    /// instead of confirming at once.
+    pub hold: Option<bool>,
+    /// How long the hold lasts, with `"hold": true` only: 1 to the live
+    /// maximum (900 by default); the live default (600) when absent.
+    #[schema(minimum = 1)]
+    pub hold_seconds: Option<i64>,
+}
+
+/// The hold a request asks for, if any, in seconds.
+fn hold_seconds(
+    body: &ReserveRequest,
+    settings: &shared::settings::Settings,
+) -> Result<Option<i32>, ApiError> {
+    match (body.hold, body.hold_seconds) {
+        (Some(true), None) => Ok(Some(settings.default_hold_seconds())),
+        (Some(true), Some(raw)) => HoldSeconds::parse(raw, settings.max_hold_seconds)
+            .map(|s| Some(s.get()))
+            .map_err(ApiError::Unprocessable),
+        (_, None) => Ok(None),
+        (_, Some(_)) => Err(ApiError::Unprocessable(
+            "hold_seconds needs \"hold\": true".into(),
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -69,14 +95,14 @@ pub struct ReserveParams {
     request_body(content = Option<ReserveRequest>, description = "Optional; no body means quantity 1"),
     security((), ("api_key" = [])),
     responses(
-        (status = 200, description = "Reserved", body = Decision),
+        (status = 200, description = "Reserved (`confirmed`), or held until `expires_at` (`held`)", body = Decision),
         (status = 202, description = "Queued; poll Location", body = Accepted),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The event's sale has not opened (`sale-not-open`, with Retry-After) or has closed (`sale-closed`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive in time", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Rejected (not enough tickets), or the key's reservation was cancelled since", body = Decision),
+        (status = 409, description = "Rejected (not enough tickets), or the key's reservation was cancelled, released or expired since", body = Decision),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -99,6 +125,7 @@ pub async fn reserve(
     let body = body.unwrap_or_default();
     let quantity = Quantity::parse(body.quantity.unwrap_or(1), settings.max_quantity)
         .map_err(ApiError::Unprocessable)?;
+    let hold_seconds = hold_seconds(&body, &settings)?;
     let key = idempotency_key(&headers)?;
     let respond_async = params.wait == Some(false) || prefers_async(&headers);
     if settings.is_paused(event.0) {
@@ -114,6 +141,7 @@ pub async fn reserve(
         event_id: event.0,
         quantity: quantity.get(),
         user_id: body.user_id,
+        hold_seconds,
     };
     let owner = caller.owner();
     // Outside the sale window only a replayed key goes on (to the state of
@@ -149,6 +177,7 @@ pub async fn reserve(
         quantity: quantity.get(),
         user_id: body.user_id,
         client_id: owner,
+        hold_seconds,
     };
     // Answered before its decision: pollable from now on.
     let queued = async |message: &'static str, preference_applied: bool| {
@@ -195,7 +224,7 @@ async fn ensure_user_exists(state: &AppState, user_id: Option<i64>) -> Result<()
 
 /// The answer to a replayed key whose reservation is decided: its state as
 /// stored now. `None` while it is not decided.
-async fn replay(state: &AppState, id: Uuid) -> Result<Option<Response>, ApiError> {
+pub async fn replay(state: &AppState, id: Uuid) -> Result<Option<Response>, ApiError> {
     let Some(stored) = reservation::Entity::find_by_id(id).one(&state.db).await? else {
         return Ok(None);
     };
@@ -240,16 +269,18 @@ fn stored_outcome(stored: reservation::Model, remaining: i32) -> Outcome {
         user_id: stored.user_id,
         status: stored.status,
         remaining_tickets: remaining,
+        hold_seconds: stored.hold_seconds,
+        expires_at: stored.expires_at,
         message: stored.status.message().to_owned(),
         refused: None,
     }
 }
 
-/// 200 for a confirmed reservation; 409 (same body) for any other decided
-/// state: rejected, or cancelled since.
+/// 200 for a confirmed or held reservation; 409 (same body) for any other
+/// decided state: rejected, or cancelled, released or expired since.
 pub fn decided(outcome: Outcome) -> Response {
     let status = match outcome.status {
-        ReservationStatus::Confirmed => StatusCode::OK,
+        ReservationStatus::Confirmed | ReservationStatus::Held => StatusCode::OK,
         _ => StatusCode::CONFLICT,
     };
     (status, Json(Decision::from(outcome))).into_response()
@@ -258,7 +289,7 @@ pub fn decided(outcome: Outcome) -> Response {
 /// 202 with the id to poll.
 pub fn accepted(
     reservation_id: Uuid,
-    status: ReservationStatus,
+    status: impl Into<Status>,
     message: &str,
     preference_applied: bool,
 ) -> Response {

@@ -12,7 +12,8 @@ use super::model::{DbState, EventRow, Row};
 /// unbalanced.
 pub async fn load_db(database_url: &str, events: &[i64]) -> anyhow::Result<DbState> {
     use sea_orm::{
-        AccessMode, ColumnTrait, EntityTrait, IsolationLevel, QueryFilter, TransactionTrait,
+        AccessMode, ColumnTrait, ConnectionTrait, EntityTrait, IsolationLevel, QueryFilter,
+        TransactionTrait,
     };
     use shared::entities::{event, reservation};
 
@@ -47,10 +48,20 @@ pub async fn load_db(database_url: &str, events: &[i64]) -> anyhow::Result<DbSta
                     event_id: r.event_id,
                     status: r.status,
                     quantity: r.quantity,
+                    expires_at: r.expires_at,
                 },
             );
         }
     }
+    let now = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT UTC_TIMESTAMP(6) AS now",
+        ))
+        .await?
+        .map(|row| row.try_get::<chrono::NaiveDateTime>("", "now"))
+        .transpose()?;
+    state.read_at = now.map(|now| now.and_utc());
     db.commit().await?;
     pool.close().await.ok();
     Ok(state)

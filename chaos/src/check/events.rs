@@ -25,7 +25,7 @@ pub(super) fn check(
             ));
             continue;
         };
-        let confirmed = rules::confirmed_quantity(
+        let taken = rules::taken_quantity(
             db.rows
                 .values()
                 .filter(|r| r.event_id == *event_id)
@@ -36,13 +36,13 @@ pub(super) fn check(
             EventSummary {
                 capacity: event.capacity,
                 available: event.available,
-                confirmed_quantity: confirmed,
+                taken_quantity: taken,
             },
         );
         let tally = EventTally {
             capacity: event.capacity,
             available: event.available,
-            confirmed,
+            taken,
         };
         for breach in rules::event_breaches(tally) {
             violations.push(Violation::new(breach.rule(), &*id, breach.to_string()));

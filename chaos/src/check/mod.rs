@@ -6,10 +6,10 @@
 //! | rule | what is checked | module |
 //! |---|---|---|
 //! | `inv1-range` | every event: `0 <= available <= capacity` (database) | [`events`] |
-//! | `inv2-conservation` | every event: `available + Σ confirmed quantities == capacity` | [`events`] |
-//! | `inv3-decided-twice` | no reservation id was seen both rejected and confirmed/cancelled, nor confirmed again after it was seen cancelled, nor with two quantities; one Idempotency-Key, one id | [`reservations`] |
-//! | `inv4-response-vs-db` | every decided answer agrees with the final row: confirmed ⇒ row confirmed (or cancelled by a cancel the history shows), rejected ⇒ row rejected, cancelled ⇒ row cancelled, same quantity | [`reservations`] |
-//! | `inv5-lost` | every acknowledged command (reserve 200/202/409, cancel 200/202) reached a final state | [`lost`], [`requests`] |
+//! | `inv2-conservation` | every event: `available + Σ held or confirmed quantities == capacity` | [`events`] |
+//! | `inv3-decided-twice` | every reservation id was seen only in states of one path of its state machine (held → confirmed → cancelled, held → released, held → expired, rejected), never back along it by a later request, and with one quantity; one Idempotency-Key, one id | [`reservations`] |
+//! | `inv4-response-vs-db` | every decided answer agrees with the final row: confirmed ⇒ row confirmed (or cancelled by a cancel the history shows), held ⇒ row in a state that follows a hold, rejected, cancelled, released, expired ⇒ the same, same quantity | [`reservations`] |
+//! | `inv5-lost` | every acknowledged command (reserve 200/202/409, confirm 200/202/409, cancel 200/202) reached a final state; no hold is still held well after its `expires_at` | [`lost`], [`requests`] |
 //! | `read-range` | every availability the api showed (`tickets`, `remaining_tickets`) is within `[0, capacity]` | [`requests`] |
 //! | `http-5xx` | no 5xx other than 503; every 503 and 429 carries `Retry-After`; a valid reserve is refused only with 409 (a decision), 429 (rate limit) or 503 | [`requests`] |
 //! | `hang` | no request went unanswered or took longer than the bound | [`requests`] |

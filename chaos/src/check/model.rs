@@ -18,6 +18,8 @@ use crate::history::{Fault, Meta, Op, Record};
 pub struct DbState {
     pub events: BTreeMap<i64, EventRow>,
     pub rows: HashMap<Uuid, Row>,
+    /// The database's clock when it was read.
+    pub read_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +33,8 @@ pub struct Row {
     pub event_id: i64,
     pub status: ReservationStatus,
     pub quantity: i32,
+    /// For a hold: when it ends.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,7 +97,7 @@ pub struct Summary {
 pub struct EventSummary {
     pub capacity: i64,
     pub available: i64,
-    pub confirmed_quantity: i64,
+    pub taken_quantity: i64,
 }
 
 /// Splits a history into its parts.

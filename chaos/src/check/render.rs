@@ -43,8 +43,8 @@ impl Summary {
         ));
         for (id, e) in &self.events {
             out.push_str(&format!(
-                "event {id}: capacity {} available {} confirmed {}\n",
-                e.capacity, e.available, e.confirmed_quantity
+                "event {id}: capacity {} available {} held or confirmed {}\n",
+                e.capacity, e.available, e.taken_quantity
             ));
         }
         out.push_str(&format!("violations {}\n", self.violations.len()));

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use shared::messages::ReservationStatus::{self, Cancelled, Confirmed, Rejected};
+use shared::messages::ReservationStatus::{
+    self, Cancelled, Confirmed, Expired, Held, Pending, Rejected, Released,
+};
 use testkit::invariants::rules;
 use uuid::Uuid;
 
@@ -106,36 +108,59 @@ fn one_id_per_key(keys: &HashMap<&str, BTreeSet<Uuid>>) -> Vec<Violation> {
         .collect()
 }
 
-/// Rejected and confirmed/cancelled; confirmed after it was seen
-/// cancelled; two quantities.
+/// The ways a reservation's state can go (DESIGN §10), each in order: a
+/// reservation is seen only in states of one of them, and never in an
+/// earlier state by a request that started after a later one was answered.
+const PATHS: [&[ReservationStatus]; 4] = [
+    &[Held, Confirmed, Cancelled],
+    &[Held, Released],
+    &[Held, Expired],
+    &[Rejected],
+];
+
+/// Seen in states no one path holds (rejected and confirmed, released and
+/// expired, …); seen going back along its path; two quantities.
 fn decided_twice(id: &Uuid, observations: &[Seen]) -> Vec<Violation> {
     let mut found = Vec::new();
-    let has = |s: ReservationStatus| observations.iter().any(|o| o.status == s);
-    if has(Rejected) && (has(Confirmed) || has(Cancelled)) {
-        let list: Vec<String> = observations
-            .iter()
-            .map(|o| format!("{:?} {}@{:.0}ms", o.op.op, o.op.status, o.op.end_ms))
-            .collect();
-        found.push(format!(
-            "seen both rejected and confirmed/cancelled: {}",
-            list.join(", ")
-        ));
-    }
-    // Confirmed again in an answer to a request that started after another
-    // answer had shown it cancelled.
-    if let Some(cancelled_at) = observations
+    let decided: Vec<&Seen> = observations
         .iter()
-        .filter(|o| o.status == Cancelled)
-        .map(|o| o.op.end_ms)
-        .reduce(f64::min)
-        && let Some(late) = observations
-            .iter()
-            .find(|o| o.status == Confirmed && o.op.start_ms > cancelled_at)
-    {
-        found.push(format!(
-            "seen cancelled at {cancelled_at:.0} ms, then confirmed by {} {} started at {:.0} ms",
-            late.op.method, late.op.path, late.op.start_ms
-        ));
+        .filter(|o| o.status != Pending)
+        .collect();
+    let path = PATHS
+        .iter()
+        .find(|path| decided.iter().all(|o| path.contains(&o.status)));
+    match path {
+        None => {
+            let list: Vec<String> = decided
+                .iter()
+                .map(|o| format!("{:?} {}@{:.0}ms", o.op.op, o.op.status, o.op.end_ms))
+                .collect();
+            let states: BTreeSet<&str> = decided.iter().map(|o| o.status.as_str()).collect();
+            found.push(format!(
+                "seen in states no reservation goes through together ({}): {}",
+                states.into_iter().collect::<Vec<_>>().join(", "),
+                list.join(", ")
+            ));
+        }
+        Some(path) => {
+            let step = |s: ReservationStatus| path.iter().position(|p| *p == s);
+            for later in &decided {
+                if let Some(back) = decided.iter().find(|o| {
+                    o.op.start_ms > later.op.end_ms && step(o.status) < step(later.status)
+                }) {
+                    found.push(format!(
+                        "seen {} at {:.0} ms, then {} by {} {} started at {:.0} ms",
+                        later.status.as_str(),
+                        later.op.end_ms,
+                        back.status.as_str(),
+                        back.op.method,
+                        back.op.path,
+                        back.op.start_ms
+                    ));
+                    break;
+                }
+            }
+        }
     }
     let quantities: BTreeSet<i64> = observations
         .iter()

@@ -83,6 +83,7 @@ fn reserve(event_id: i64, quantity: i32) -> Command {
         quantity,
         user_id: None,
         client_id: 0,
+        hold_seconds: None,
     }
 }
 

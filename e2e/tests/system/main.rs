@@ -6,6 +6,7 @@ mod clients;
 mod defaults;
 mod dependencies;
 mod faults;
+mod holds;
 mod idempotency;
 mod lifecycle;
 mod load;

@@ -16,6 +16,8 @@ pub struct Model {
     pub client_id: i64,
     pub user_id: Option<i64>,
     pub quantity: i32,
+    /// For a hold: how long it was asked to last.
+    pub hold_seconds: Option<i32>,
     #[sea_orm(column_type = "String(StringLen::N(16))")]
     pub status: ReservationStatus,
     /// Fencing token of the lock hold that last decided this row.
@@ -23,6 +25,8 @@ pub struct Model {
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
     pub decided_at: Option<ChronoDateTimeUtc>,
+    /// For a hold: when it ends, on the database's clock.
+    pub expires_at: Option<ChronoDateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

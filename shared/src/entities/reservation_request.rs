@@ -15,6 +15,8 @@ pub struct Model {
     pub idempotency_key: Option<String>,
     pub event_id: i64,
     pub quantity: i32,
+    /// For a hold: how long it was asked to last.
+    pub hold_seconds: Option<i32>,
     pub user_id: Option<i64>,
     pub created_at: ChronoDateTimeUtc,
 }

@@ -21,8 +21,8 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn confirmed_quantity(&self) -> i64 {
-        rules::confirmed_quantity(self.reservations.values().map(|r| (r.status, r.quantity)))
+    pub fn taken_quantity(&self) -> i64 {
+        rules::taken_quantity(self.reservations.values().map(|r| (r.status, r.quantity)))
     }
 
     pub fn count(&self, status: ReservationStatus) -> usize {
@@ -37,7 +37,7 @@ impl Snapshot {
         rules::event_breaches(rules::EventTally {
             capacity: self.capacity,
             available: self.available,
-            confirmed: self.confirmed_quantity(),
+            taken: self.taken_quantity(),
         })
         .iter()
         .map(|breach| format!("{}: {breach}", breach.rule()))
@@ -109,7 +109,7 @@ pub fn check_responses(snapshot: &Snapshot, responses: &[(u16, Value)]) {
                 }
             }
             202 => assert!(
-                rules::command_settled(false, row.map(|r| r.status)),
+                rules::command_settled(rules::Asked::Reserve, row.map(|r| r.status)),
                 "202 never decided: {row:?}"
             ),
             other => panic!("unexpected status {other}: {body}"),

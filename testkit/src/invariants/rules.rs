@@ -13,8 +13,8 @@ use shared::messages::ReservationStatus;
 pub struct EventTally {
     pub capacity: i64,
     pub available: i64,
-    /// Σ quantity of its confirmed reservations.
-    pub confirmed: i64,
+    /// Σ quantity of its reservations that take tickets: confirmed or held.
+    pub taken: i64,
 }
 
 /// An event that breaks invariant 1 or 2.
@@ -22,10 +22,10 @@ pub struct EventTally {
 pub enum EventBreach {
     /// Invariant 1: `0 <= available <= capacity`.
     OutOfRange { available: i64, capacity: i64 },
-    /// Invariant 2: `available + Σ confirmed == capacity`.
+    /// Invariant 2: `available + Σ taken (held or confirmed) == capacity`.
     NotConserved {
         available: i64,
-        confirmed: i64,
+        taken: i64,
         capacity: i64,
     },
 }
@@ -49,20 +49,21 @@ impl fmt::Display for EventBreach {
             } => write!(f, "available {available} outside [0, {capacity}]"),
             Self::NotConserved {
                 available,
-                confirmed,
+                taken,
                 capacity,
             } => write!(
                 f,
-                "available {available} + confirmed {confirmed} != capacity {capacity}"
+                "available {available} + held or confirmed {taken} != capacity {capacity}"
             ),
         }
     }
 }
 
-/// Σ quantity of the confirmed reservations among `rows` (status, quantity).
-pub fn confirmed_quantity(rows: impl IntoIterator<Item = (ReservationStatus, i32)>) -> i64 {
+/// Σ quantity of the reservations among `rows` (status, quantity) that
+/// take tickets: confirmed or held.
+pub fn taken_quantity(rows: impl IntoIterator<Item = (ReservationStatus, i32)>) -> i64 {
     rows.into_iter()
-        .filter(|(status, _)| *status == ReservationStatus::Confirmed)
+        .filter(|(status, _)| status.takes_tickets())
         .map(|(_, quantity)| i64::from(quantity))
         .sum()
 }
@@ -72,7 +73,7 @@ pub fn event_breaches(event: EventTally) -> Vec<EventBreach> {
     let EventTally {
         capacity,
         available,
-        confirmed,
+        taken,
     } = event;
     let mut found = Vec::new();
     if !(0..=capacity).contains(&available) {
@@ -81,10 +82,10 @@ pub fn event_breaches(event: EventTally) -> Vec<EventBreach> {
             capacity,
         });
     }
-    if available + confirmed != capacity {
+    if available + taken != capacity {
         found.push(EventBreach::NotConserved {
             available,
-            confirmed,
+            taken,
             capacity,
         });
     }
@@ -92,42 +93,57 @@ pub fn event_breaches(event: EventTally) -> Vec<EventBreach> {
 }
 
 /// Invariant 4: a status a client was answered agrees with the final row.
-/// A confirmation may since have been cancelled, when a cancel was asked.
+/// A confirmation may since have been cancelled, when a cancel was asked;
+/// a hold may since have moved on to any state that follows a hold.
 pub fn answer_agrees(
     answered: ReservationStatus,
     row: ReservationStatus,
     cancel_asked: bool,
 ) -> bool {
-    use ReservationStatus::{Cancelled, Confirmed, Pending, Rejected};
+    use ReservationStatus::{Cancelled, Confirmed, Expired, Held, Pending, Rejected, Released};
     match answered {
         Pending => true,
         Confirmed => row == Confirmed || (row == Cancelled && cancel_asked),
-        Rejected => row == Rejected,
-        Cancelled => row == Cancelled,
+        Held => {
+            matches!(row, Held | Confirmed | Released | Expired)
+                || (row == Cancelled && cancel_asked)
+        }
+        Rejected | Cancelled | Released | Expired => row == answered,
     }
 }
 
-/// Invariant 5: an acknowledged command reached its final state: a cancel
-/// a cancelled row, any other command a decided row.
-pub fn command_settled(cancel: bool, row: Option<ReservationStatus>) -> bool {
-    match row {
-        None => false,
-        Some(status) if cancel => status == ReservationStatus::Cancelled,
-        Some(status) => status.is_decided(),
+/// The kind of command a request acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    Reserve,
+    Confirm,
+    Cancel,
+}
+
+/// Invariant 5: an acknowledged command reached its final state: a reserve
+/// a decided row, a confirm a row that is no longer held, a cancel a row
+/// that gave its tickets back.
+pub fn command_settled(asked: Asked, row: Option<ReservationStatus>) -> bool {
+    use ReservationStatus::{Cancelled, Expired, Held, Released};
+    match (asked, row) {
+        (_, None) => false,
+        (Asked::Reserve, Some(status)) => status.is_decided(),
+        (Asked::Confirm, Some(status)) => status.is_decided() && status != Held,
+        (Asked::Cancel, Some(status)) => matches!(status, Cancelled | Released | Expired),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ReservationStatus::{Cancelled, Confirmed, Pending, Rejected};
+    use ReservationStatus::{Cancelled, Confirmed, Expired, Held, Pending, Rejected, Released};
 
     #[test]
     fn a_balanced_event_breaks_nothing() {
         let event = EventTally {
             capacity: 10,
             available: 4,
-            confirmed: 6,
+            taken: 6,
         };
         assert_eq!(event_breaches(event), vec![]);
     }
@@ -137,7 +153,7 @@ mod tests {
         let oversold = event_breaches(EventTally {
             capacity: 10,
             available: -1,
-            confirmed: 11,
+            taken: 11,
         });
         assert_eq!(
             oversold,
@@ -150,25 +166,28 @@ mod tests {
         let lost = event_breaches(EventTally {
             capacity: 10,
             available: 5,
-            confirmed: 4,
+            taken: 4,
         });
         assert_eq!(lost.len(), 1);
         assert_eq!(lost[0].rule(), "inv2-conservation");
         assert_eq!(
             lost[0].to_string(),
-            "available 5 + confirmed 4 != capacity 10"
+            "available 5 + held or confirmed 4 != capacity 10"
         );
     }
 
     #[test]
-    fn only_confirmed_quantities_count() {
+    fn only_confirmed_and_held_quantities_count() {
         let rows = [
             (Confirmed, 2),
             (Rejected, 5),
             (Cancelled, 1),
             (Confirmed, 3),
+            (Held, 4),
+            (Released, 6),
+            (Expired, 7),
         ];
-        assert_eq!(confirmed_quantity(rows), 5);
+        assert_eq!(taken_quantity(rows), 9);
     }
 
     #[test]
@@ -181,14 +200,26 @@ mod tests {
         assert!(!answer_agrees(Rejected, Confirmed, false));
         assert!(!answer_agrees(Cancelled, Confirmed, true));
         assert!(answer_agrees(Pending, Rejected, false));
+        assert!(answer_agrees(Held, Expired, false));
+        assert!(answer_agrees(Held, Confirmed, false));
+        assert!(!answer_agrees(Held, Cancelled, false));
+        assert!(!answer_agrees(Held, Rejected, false));
+        assert!(!answer_agrees(Expired, Confirmed, false));
+        assert!(answer_agrees(Released, Released, false));
     }
 
     #[test]
     fn a_command_settles_on_a_final_row() {
-        assert!(!command_settled(false, None));
-        assert!(!command_settled(false, Some(Pending)));
-        assert!(command_settled(false, Some(Rejected)));
-        assert!(!command_settled(true, Some(Confirmed)));
-        assert!(command_settled(true, Some(Cancelled)));
+        assert!(!command_settled(Asked::Reserve, None));
+        assert!(!command_settled(Asked::Reserve, Some(Pending)));
+        assert!(command_settled(Asked::Reserve, Some(Rejected)));
+        assert!(command_settled(Asked::Reserve, Some(Held)));
+        assert!(!command_settled(Asked::Cancel, Some(Confirmed)));
+        assert!(command_settled(Asked::Cancel, Some(Cancelled)));
+        assert!(command_settled(Asked::Cancel, Some(Released)));
+        assert!(command_settled(Asked::Cancel, Some(Expired)));
+        assert!(!command_settled(Asked::Cancel, Some(Held)));
+        assert!(!command_settled(Asked::Confirm, Some(Held)));
+        assert!(command_settled(Asked::Confirm, Some(Expired)));
     }
 }

@@ -13,13 +13,21 @@ use tokio::sync::Semaphore;
 
 use crate::stats::{self, Row, Tally};
 
-/// One request of the workload.
+/// One unit of the workload.
 #[derive(Clone, Copy)]
 pub enum Op {
     Reserve,
     ReadTickets,
+    /// A storefront's checkout: hold one ticket for [`CHECKOUT_HOLD_SECONDS`],
+    /// then confirm it (four checkouts in five) or walk away and let it
+    /// expire. Counts as one operation, its latency from hold to confirm.
+    Checkout,
 }
 
+/// Short enough that the abandoned holds expire during the run.
+pub const CHECKOUT_HOLD_SECONDS: u64 = 2;
+
+#[derive(Clone)]
 pub struct Load {
     pub base: String,
     pub events: Vec<i64>,
@@ -50,12 +58,35 @@ impl Load {
         tally.row(scenario, elapsed, histograms)
     }
 
-    fn request(&self, http: &reqwest::Client, n: usize) -> reqwest::RequestBuilder {
+    /// The `n`th unit of work; whether it succeeded.
+    async fn once(&self, http: &reqwest::Client, n: usize) -> bool {
         let event = self.events[n % self.events.len()];
         match self.op {
-            Op::Reserve => http.post(format!("{}/events/{event}/reserve", self.base)),
-            Op::ReadTickets => http.get(format!("{}/events/{event}/tickets", self.base)),
+            Op::Reserve => send(http.post(format!("{}/events/{event}/reserve", self.base))).await,
+            Op::ReadTickets => {
+                send(http.get(format!("{}/events/{event}/tickets", self.base))).await
+            }
+            Op::Checkout => self.checkout(http, event, !n.is_multiple_of(5)).await,
         }
+    }
+
+    async fn checkout(&self, http: &reqwest::Client, event: i64, pays: bool) -> bool {
+        let held = http
+            .post(format!("{}/events/{event}/reserve", self.base))
+            .json(&serde_json::json!({"hold": true, "hold_seconds": CHECKOUT_HOLD_SECONDS}))
+            .send()
+            .await;
+        let Ok(held) = held else { return false };
+        if held.status().as_u16() != 200 {
+            return false;
+        }
+        let Ok(body) = held.json::<serde_json::Value>().await else {
+            return false;
+        };
+        let Some(id) = body["reservation_id"].as_str() else {
+            return false;
+        };
+        !pays || send(http.post(format!("{}/reservations/{id}/confirm", self.base))).await
     }
 
     async fn closed(
@@ -69,7 +100,7 @@ impl Load {
             let mut n = client;
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                let ok = send(self.request(http, n)).await;
+                let ok = self.once(http, n).await;
                 stats::record(&mut histogram, sent.elapsed());
                 tally.count(ok);
                 n += self.clients;
@@ -104,10 +135,10 @@ impl Load {
                 .acquire_owned()
                 .await
                 .expect("semaphore open");
-            let request = self.request(http, n);
+            let (load, http) = (self.clone(), http.clone());
             let tally = tally.clone();
             tasks.push(tokio::spawn(async move {
-                let ok = send(request).await;
+                let ok = load.once(&http, n).await;
                 drop(permit);
                 tally.count(ok);
                 scheduled.elapsed()

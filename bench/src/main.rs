@@ -80,6 +80,8 @@ struct Scenario {
 
 enum Kind {
     Pipeline,
+    /// The pipeline under [`Op::Checkout`].
+    Checkout,
     Ceiling,
     ReadTickets,
     /// [`reference`]: no api or worker, the bench's own bare server.
@@ -91,6 +93,7 @@ impl Kind {
     fn op(&self) -> Option<Op> {
         match self {
             Self::Pipeline => Some(Op::Reserve),
+            Self::Checkout => Some(Op::Checkout),
             Self::ReadTickets | Self::Reference => Some(Op::ReadTickets),
             Self::Ceiling => None,
         }
@@ -101,6 +104,7 @@ const HOT: &str = "pipeline, batched, 1 hot event, 1 worker";
 const HOT_3: &str = "pipeline, batched, 1 hot event, 3 workers";
 const SPREAD: &str = "pipeline, batched, 16 events, 1 worker";
 const SPREAD_3: &str = "pipeline, batched, 16 events, 3 workers";
+const CHECKOUT: &str = "checkout: hold, confirm 80% / expire 20%, 1 hot event, 1 worker";
 const SINGLE: &str = "pipeline, batch size 1, 1 hot event, 1 worker";
 const CEILING: &str = "database ceiling, 1 transaction per reservation";
 const READ: &str = "GET /events/{id}/tickets";
@@ -134,6 +138,10 @@ fn scenarios(batch_size: usize) -> Vec<Scenario> {
         pipeline(HOT_3, 3, 1, batch_size),
         pipeline(&format!("{HOT_3}{AGAIN}"), 3, 1, batch_size),
         pipeline(&format!("{HOT}{AGAIN}"), 1, 1, batch_size),
+        Scenario {
+            kind: Kind::Checkout,
+            ..pipeline(CHECKOUT, 1, 1, batch_size)
+        },
         pipeline(SINGLE, 1, 1, 1),
         other(CEILING, Kind::Ceiling),
         pipeline(SPREAD, 1, 16, batch_size),
@@ -202,6 +210,12 @@ async fn main() -> anyhow::Result<()> {
                 three / one,
             ));
         }
+    }
+    if let (Some(hot), Some(checkout)) = (mean(HOT), rate(CHECKOUT)) {
+        ratios.push((
+            "checkout (hold + confirm) / plain reserve, 1 hot event".to_owned(),
+            checkout / hot,
+        ));
     }
     if let (Some(read), Some(reference)) = (rate(READ), rate(REFERENCE)) {
         ratios.push((
@@ -315,8 +329,9 @@ async fn run(scenario: &Scenario, args: &Args, duration: Duration) -> anyhow::Re
         .iter()
         .filter_map(|&pid| peak_rss_mb(pid))
         .reduce(f64::max);
-    if matches!(scenario.kind, Kind::Pipeline) {
-        row.violations = verify(&app, &events, row.operations).await;
+    if matches!(scenario.kind, Kind::Pipeline | Kind::Checkout) {
+        let checkout = matches!(scenario.kind, Kind::Checkout);
+        row.violations = verify(&app, &events, row.operations, checkout).await;
         let after = counters::Counters::read(&app).await?;
         row.cost = Some(after.cost_since(&before, row.operations));
     }
@@ -347,7 +362,10 @@ async fn run_reference(
 
 /// Invariants of every event, and the database agreeing with the answers:
 /// as many confirmed one-ticket reservations as 200s, none left pending.
-async fn verify(app: &TestApp, events: &[i64], answered_ok: u64) -> u64 {
+/// Invariants 1 and 2 on every event, every command decided, and as many
+/// tickets taken as 200s answered; for a checkout run, every hold ended
+/// (confirmed or expired) instead, since a fifth are left to expire.
+async fn verify(app: &TestApp, events: &[i64], answered_ok: u64, checkout: bool) -> u64 {
     let mut violations = 0;
     let mut confirmed = 0;
     for &event in events {
@@ -359,18 +377,16 @@ async fn verify(app: &TestApp, events: &[i64], answered_ok: u64) -> u64 {
         confirmed += snapshot.taken_quantity() as u64;
     }
     // Requests that timed out (202) are still decided: give them a bound.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let pending = loop {
-        let pending = reservation::Entity::find()
-            .filter(reservation::Column::Status.eq(ReservationStatus::Pending))
-            .count(&app.db)
-            .await
-            .unwrap_or(u64::MAX);
-        if pending == 0 || std::time::Instant::now() > deadline {
-            break pending;
+    let pending = count_within(app, ReservationStatus::Pending, Duration::from_secs(60)).await;
+    if checkout {
+        let bound = Duration::from_secs(load::CHECKOUT_HOLD_SECONDS + 15);
+        let held = count_within(app, ReservationStatus::Held, bound).await;
+        if held != 0 || pending != 0 {
+            eprintln!("{held} holds still held {bound:?} after the run, {pending} pending");
+            violations += 1;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        return violations;
+    }
     // Requests that erred (e.g. timed out) may still have been decided,
     // so the database may hold more confirmations than 200s, never fewer.
     if confirmed < answered_ok || pending != 0 {
@@ -378,6 +394,23 @@ async fn verify(app: &TestApp, events: &[i64], answered_ok: u64) -> u64 {
         violations += 1;
     }
     violations
+}
+
+/// How many reservations are in `status` once none is, or `within` has
+/// passed.
+async fn count_within(app: &TestApp, status: ReservationStatus, within: Duration) -> u64 {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let count = reservation::Entity::find()
+            .filter(reservation::Column::Status.eq(status))
+            .count(&app.db)
+            .await
+            .unwrap_or(u64::MAX);
+        if count == 0 || std::time::Instant::now() > deadline {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn machine() -> String {

@@ -5,21 +5,29 @@
 use sea_orm::EntityTrait;
 use shared::entities::event;
 
-use crate::{availability::Seen, known_events::SaleWindow, problem::ApiError, state::AppState};
+use crate::{
+    availability::Seen,
+    known_events::{SaleWindow, Terms},
+    problem::ApiError,
+    state::AppState,
+};
 
-/// The event's sale window if it exists, else 404 (a MySQL read the first
-/// time this process asks about the event).
-pub async fn sale_window(state: &AppState, event_id: i64) -> Result<SaleWindow, ApiError> {
-    match state.known_events.window(event_id) {
-        Some(window) => Ok(window),
-        None => Ok(window_of(&find(state, event_id).await?)),
+/// The terms of the event's sale if it exists, else 404 (a MySQL read the
+/// first time this process asks about the event).
+pub async fn terms(state: &AppState, event_id: i64) -> Result<Terms, ApiError> {
+    match state.known_events.terms(event_id) {
+        Some(terms) => Ok(terms),
+        None => Ok(terms_of(&find(state, event_id).await?)),
     }
 }
 
-fn window_of(event: &event::Model) -> SaleWindow {
-    SaleWindow {
-        opens_at: event.sale_opens_at,
-        closes_at: event.sale_closes_at,
+fn terms_of(event: &event::Model) -> Terms {
+    Terms {
+        window: SaleWindow {
+            opens_at: event.sale_opens_at,
+            closes_at: event.sale_closes_at,
+        },
+        max_per_user: event.max_per_user,
     }
 }
 
@@ -72,6 +80,6 @@ pub async fn find(state: &AppState, event_id: i64) -> Result<event::Model, ApiEr
         .one(&state.db)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("event {event_id} does not exist")))?;
-    state.known_events.insert(event.id, window_of(&event));
+    state.known_events.insert(event.id, terms_of(&event));
     Ok(event)
 }

@@ -1,6 +1,6 @@
-//! Events this process has seen exist, with their sale windows. Events are
-//! never deleted and their windows are set at creation, so once read, an
-//! event needs no further round trip: the reserve path then touches neither
+//! Events this process has seen exist, with the terms of their sale (the
+//! window, the per-user limit). Events are never deleted and their terms
+//! are set at creation, so once read, an event needs no further round trip: the reserve path then touches neither
 //! Redis nor MySQL before publishing (a burst of requests for a new event
 //! would otherwise all miss the cache at once).
 
@@ -38,11 +38,21 @@ impl SaleWindow {
     }
 }
 
+/// What the api checks of an event before it queues a reservation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Terms {
+    pub window: SaleWindow,
+    /// Set when the event limits tickets per user: a reservation must then
+    /// name its user (the limit itself is enforced by the worker's
+    /// decision, where two requests at once cannot both pass it).
+    pub max_per_user: Option<i32>,
+}
+
 #[derive(Default)]
-pub struct KnownEvents(RwLock<HashMap<i64, SaleWindow>>);
+pub struct KnownEvents(RwLock<HashMap<i64, Terms>>);
 
 impl KnownEvents {
-    pub fn window(&self, id: i64) -> Option<SaleWindow> {
+    pub fn terms(&self, id: i64) -> Option<Terms> {
         self.0
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -50,11 +60,11 @@ impl KnownEvents {
             .copied()
     }
 
-    pub fn insert(&self, id: i64, window: SaleWindow) {
+    pub fn insert(&self, id: i64, terms: Terms) {
         self.0
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, window);
+            .insert(id, terms);
     }
 }
 

@@ -161,6 +161,9 @@ pub struct Event {
     /// Reservations are refused (`sale-closed`) from this time on.
     pub sale_closes_at: Option<DateTime<Utc>>,
     pub capacity: i32,
+    /// Most tickets one user may hold and have confirmed (absent: no limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_per_user: Option<i32>,
     pub remaining_tickets: i32,
     pub created_at: DateTime<Utc>,
 }
@@ -175,6 +178,7 @@ impl From<event::Model> for Event {
             sale_opens_at: e.sale_opens_at,
             sale_closes_at: e.sale_closes_at,
             capacity: e.capacity,
+            max_per_user: e.max_per_user,
             remaining_tickets: e.available,
             created_at: e.created_at,
         }

@@ -10,6 +10,7 @@ mod m20261124_000001_initial;
 mod m20261202_000001_clients;
 mod m20261202_000002_sale_windows;
 mod m20261207_000001_holds;
+mod m20261207_000002_per_user_limits;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_clients::Migration),
             Box::new(m20261202_000002_sale_windows::Migration),
             Box::new(m20261207_000001_holds::Migration),
+            Box::new(m20261207_000002_per_user_limits::Migration),
         ]
     }
 }

@@ -34,6 +34,16 @@ pub enum Write {
     Update { from: ReservationStatus },
 }
 
+/// An event's per-user limit, with what the users a batch names already
+/// hold and have confirmed of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PerUser {
+    pub max: i32,
+    /// Σ quantity of each user's held and confirmed reservations of the
+    /// event, as stored before the batch (a user absent has none).
+    pub taken: HashMap<i64, i32>,
+}
+
 #[derive(Debug)]
 pub struct Decision {
     /// One outcome per command, in command order, each as of its command.
@@ -58,6 +68,9 @@ pub struct Decision {
 /// - A booking of another request that reused the id (other event,
 ///   quantity, user, client or hold) is never touched; its outcome names
 ///   what it holds, which tells the api so.
+/// - With a per-user limit, a reserve that would take its user past it is
+///   rejected (tickets released, expired or cancelled before it in the
+///   batch count as given back).
 /// - A hold whose `expires_at` is not after `now` is expired by whatever
 ///   command names it first; before that, confirm confirms it and cancel
 ///   releases it. A cancel returns a confirmed booking's tickets. Both
@@ -66,6 +79,7 @@ pub fn decide(
     event_id: i64,
     now: DateTime<Utc>,
     available: i32,
+    per_user: Option<PerUser>,
     bookings: HashMap<Uuid, Booking>,
     commands: &[Command],
 ) -> Decision {
@@ -73,6 +87,7 @@ pub fn decide(
         event_id,
         now,
         available,
+        per_user,
         bookings,
         writes: BTreeMap::new(),
     };
@@ -111,6 +126,7 @@ struct Batch {
     event_id: i64,
     now: DateTime<Utc>,
     available: i32,
+    per_user: Option<PerUser>,
     bookings: HashMap<Uuid, Booking>,
     writes: BTreeMap<Uuid, Write>,
 }
@@ -154,8 +170,18 @@ impl Batch {
             && booking.user_id == asked.user_id
             && booking.client_id == asked.client_id
             && booking.hold_seconds == asked.hold_seconds;
+        let mut over_limit = None;
         if !booking.status.is_decided() && same_request {
-            let fits = booking.quantity > 0 && booking.quantity <= self.available;
+            let mut fits = booking.quantity > 0 && booking.quantity <= self.available;
+            if let (Some(limit), Some(user)) = (&mut self.per_user, booking.user_id) {
+                let taken = limit.taken.entry(user).or_default();
+                if fits && *taken + booking.quantity > limit.max {
+                    fits = false;
+                    over_limit = Some(limit.max);
+                } else if fits {
+                    *taken += booking.quantity;
+                }
+            }
             let from = booking.status;
             booking.status = match (fits, booking.hold_seconds) {
                 (false, _) => ReservationStatus::Rejected,
@@ -177,7 +203,11 @@ impl Batch {
                 },
             );
         }
-        outcome(booking, self.available)
+        let mut outcome = outcome(booking, self.available);
+        if let Some(max) = over_limit {
+            outcome.message = format!("Limit of {max} tickets per user reached");
+        }
+        outcome
     }
 
     /// A change of an existing booking, by its own client (`None`: by the
@@ -193,6 +223,10 @@ impl Batch {
             let from = booking.status;
             if from.takes_tickets() && !to.takes_tickets() {
                 self.available += booking.quantity;
+                let user_taken = self.per_user.as_mut().zip(booking.user_id);
+                if let Some(taken) = user_taken.and_then(|(l, user)| l.taken.get_mut(&user)) {
+                    *taken -= booking.quantity;
+                }
             }
             booking.status = to;
             // A row inserted by this batch is inserted in its final state.

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use shared::messages::{Command, ReservationStatus};
 use uuid::Uuid;
 
-use super::{Booking, Write, decide};
+use super::{Booking, PerUser, Write, decide};
 
 const EVENT: i64 = 7;
 
@@ -29,6 +29,24 @@ fn reserve(n: u128, quantity: i32) -> Command {
         client_id: 0,
         hold_seconds: None,
     }
+}
+
+fn reserve_for(n: u128, quantity: i32, user: i64) -> Command {
+    Command::Reserve {
+        reservation_id: id(n),
+        event_id: EVENT,
+        quantity,
+        user_id: Some(user),
+        client_id: 0,
+        hold_seconds: None,
+    }
+}
+
+fn limit(max: i32, taken: &[(i64, i32)]) -> Option<PerUser> {
+    Some(PerUser {
+        max,
+        taken: taken.iter().copied().collect(),
+    })
 }
 
 fn hold(n: u128, quantity: i32, seconds: i32) -> Command {
@@ -66,7 +84,7 @@ fn cancel(n: u128) -> Command {
 }
 
 fn statuses(commands: &[Command], available: i32) -> Vec<ReservationStatus> {
-    decide(EVENT, t0(), available, HashMap::new(), commands)
+    decide(EVENT, t0(), available, None, HashMap::new(), commands)
         .outcomes
         .iter()
         .map(|o| o.status)
@@ -86,7 +104,14 @@ fn first_come_first_served_all_or_nothing() {
 
 #[test]
 fn a_reserve_and_its_cancel_in_one_batch_insert_the_final_row() {
-    let decision = decide(EVENT, t0(), 5, HashMap::new(), &[reserve(0, 2), cancel(0)]);
+    let decision = decide(
+        EVENT,
+        t0(),
+        5,
+        None,
+        HashMap::new(),
+        &[reserve(0, 2), cancel(0)],
+    );
     assert_eq!(decision.outcomes[0].status, ReservationStatus::Confirmed);
     assert_eq!(decision.outcomes[0].remaining_tickets, 3);
     assert_eq!(decision.outcomes[1].status, ReservationStatus::Cancelled);
@@ -114,6 +139,7 @@ fn another_requests_booking_is_reported_never_changed() {
         EVENT,
         t0(),
         5,
+        None,
         HashMap::from([(id(0), theirs.clone())]),
         &[reserve(0, 1), cancel(0)],
     );
@@ -139,10 +165,65 @@ fn a_cancel_by_another_client_is_unknown() {
         status: ReservationStatus::Confirmed,
         expires_at: None,
     };
-    let decision = decide(EVENT, t0(), 3, HashMap::from([(id(0), mine)]), &[cancel(0)]);
+    let decision = decide(
+        EVENT,
+        t0(),
+        3,
+        None,
+        HashMap::from([(id(0), mine)]),
+        &[cancel(0)],
+    );
     assert_eq!(decision.outcomes[0].message, "Unknown reservation");
     assert_eq!(decision.available, 3);
     assert!(decision.writes.is_empty());
+}
+
+#[test]
+fn a_user_gets_no_more_than_the_limit_whatever_the_order() {
+    use ReservationStatus::{Confirmed, Rejected};
+    // User 7 already has 1 ticket; the limit is 4.
+    let batch = [
+        reserve_for(0, 2, 7),
+        reserve_for(1, 1, 8),
+        reserve_for(2, 2, 7),
+        reserve_for(3, 1, 7),
+        reserve_for(4, 3, 8),
+    ];
+    let decision = decide(
+        EVENT,
+        t0(),
+        100,
+        limit(4, &[(7, 1)]),
+        HashMap::new(),
+        &batch,
+    );
+    let statuses: Vec<_> = decision.outcomes.iter().map(|o| o.status).collect();
+    assert_eq!(
+        statuses,
+        [Confirmed, Confirmed, Rejected, Confirmed, Confirmed]
+    );
+    assert_eq!(
+        decision.outcomes[2].message,
+        "Limit of 4 tickets per user reached"
+    );
+    assert_eq!(decision.available, 100 - 2 - 1 - 1 - 3);
+}
+
+#[test]
+fn tickets_given_back_count_against_the_limit_no_more() {
+    let batch = [reserve_for(0, 3, 7), cancel(0), reserve_for(1, 3, 7)];
+    let decision = decide(EVENT, t0(), 100, limit(3, &[]), HashMap::new(), &batch);
+    assert_eq!(decision.outcomes[2].status, ReservationStatus::Confirmed);
+    // Sold out decides before the limit: the message says so.
+    let decision = decide(
+        EVENT,
+        t0(),
+        1,
+        limit(3, &[]),
+        HashMap::new(),
+        &[reserve_for(0, 2, 7)],
+    );
+    assert_eq!(decision.outcomes[0].message, "Not enough tickets");
 }
 
 /// A random batch: reserves and holds of 1 to 4 tickets, ids often
@@ -173,23 +254,49 @@ proptest! {
     /// or in a confirmed or held booking, also once the holds are due.
     #[test]
     fn no_oversell(capacity in 0i32..30, commands in batch()) {
-        let decision = decide(EVENT, t0(), capacity, HashMap::new(), &commands);
+        let decision = decide(EVENT, t0(), capacity, None, HashMap::new(), &commands);
         prop_assert!(decision.available >= 0);
         prop_assert!(decision.available <= capacity);
         prop_assert_eq!(decision.available + taken(&decision.bookings), capacity);
         let later = t0() + TimeDelta::seconds(60);
-        let after = decide(EVENT, later, decision.available, decision.bookings, &commands);
+        let after = decide(EVENT, later, decision.available, None, decision.bookings, &commands);
         prop_assert!((0..=capacity).contains(&after.available));
         prop_assert_eq!(after.available + taken(&after.bookings), capacity);
+    }
+
+    /// However a batch goes, no user ends it with more tickets held or
+    /// confirmed than the limit (counting what they had before it).
+    #[test]
+    fn no_user_exceeds_the_limit(
+        commands in proptest::collection::vec(
+            prop_oneof![
+                3 => (0u128..12, 1i32..=3, 1i64..=3).prop_map(|(n, q, u)| reserve_for(n, q, u)),
+                1 => (0u128..12).prop_map(cancel),
+            ],
+            0..40,
+        ),
+        before in proptest::collection::vec(0i32..=4, 3),
+    ) {
+        let taken: Vec<(i64, i32)> = (1..=3).zip(before.iter().copied()).collect();
+        let decision = decide(EVENT, t0(), 100, limit(4, &taken), HashMap::new(), &commands);
+        for (user, had) in taken {
+            let now: i32 = decision
+                .bookings
+                .values()
+                .filter(|b| b.user_id == Some(user) && b.status.takes_tickets())
+                .map(|b| b.quantity)
+                .sum();
+            prop_assert!(had + now <= 4, "user {} had {} and took {}", user, had, now);
+        }
     }
 
     /// Once a hold's time has come, whatever names it (confirm, cancel or
     /// expire) expires it and gives its tickets back; nothing confirms it.
     #[test]
     fn a_due_hold_only_expires(capacity in 0i32..30, commands in batch()) {
-        let first = decide(EVENT, t0(), capacity, HashMap::new(), &commands);
+        let first = decide(EVENT, t0(), capacity, None, HashMap::new(), &commands);
         let later = t0() + TimeDelta::seconds(60);
-        let after = decide(EVENT, later, first.available, first.bookings.clone(), &commands);
+        let after = decide(EVENT, later, first.available, None, first.bookings.clone(), &commands);
         for (id, before) in &first.bookings {
             let now = after.bookings[id].status;
             if before.status == ReservationStatus::Held {
@@ -209,7 +316,7 @@ proptest! {
     #[test]
     fn first_come_first_served_and_all_or_nothing(capacity in 0i32..30, commands in batch()) {
         use ReservationStatus::{Cancelled, Confirmed, Held, Rejected, Released};
-        let decision = decide(EVENT, t0(), capacity, HashMap::new(), &commands);
+        let decision = decide(EVENT, t0(), capacity, None, HashMap::new(), &commands);
         let mut ledger: HashMap<Uuid, (i32, ReservationStatus)> = HashMap::new();
         let mut left = capacity;
         for (command, outcome) in commands.iter().zip(&decision.outcomes) {
@@ -257,10 +364,10 @@ proptest! {
     /// answers, nothing to write, no ticket moves.
     #[test]
     fn a_replay_returns_the_stored_decisions(capacity in 0i32..30, commands in batch()) {
-        let first = decide(EVENT, t0(), capacity, HashMap::new(), &commands);
+        let first = decide(EVENT, t0(), capacity, None, HashMap::new(), &commands);
         let reservations: Vec<Command> =
             commands.iter().filter(|c| matches!(c, Command::Reserve { .. })).cloned().collect();
-        let replay = decide(EVENT, t0(), first.available, first.bookings.clone(), &reservations);
+        let replay = decide(EVENT, t0(), first.available, None, first.bookings.clone(), &reservations);
         prop_assert!(replay.writes.is_empty());
         prop_assert_eq!(replay.available, first.available);
         for outcome in &replay.outcomes {
@@ -274,8 +381,8 @@ proptest! {
     #[test]
     fn decided_bookings_change_only_from_a_live_state(capacity in 0i32..30, commands in batch()) {
         use ReservationStatus::{Cancelled, Confirmed, Held, Released};
-        let first = decide(EVENT, t0(), capacity, HashMap::new(), &commands);
-        let again = decide(EVENT, t0(), first.available, first.bookings.clone(), &commands);
+        let first = decide(EVENT, t0(), capacity, None, HashMap::new(), &commands);
+        let again = decide(EVENT, t0(), first.available, None, first.bookings.clone(), &commands);
         for (id, write) in &again.writes {
             let to = again.bookings[id].status;
             let allowed = matches!(

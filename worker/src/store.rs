@@ -23,7 +23,7 @@ use shared::{
 };
 use uuid::Uuid;
 
-use crate::rules::{self, Booking, Decision, Write};
+use crate::rules::{self, Booking, Decision, PerUser, Write};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecideError {
@@ -94,7 +94,14 @@ pub async fn decide(
         available,
         bookings,
         writes,
-    } = rules::decide(event_id, now, event.available, bookings, commands);
+    } = rules::decide(
+        event_id,
+        now,
+        event.available,
+        per_user(&txn, &event, commands).await?,
+        bookings,
+        commands,
+    );
 
     if writes.is_empty() {
         txn.commit().await?;
@@ -171,6 +178,57 @@ async fn database_now(txn: &DatabaseTransaction) -> Result<DateTime<Utc>, DbErr>
     Ok(now.and_utc())
 }
 
+/// The event's per-user limit with what the batch's users already hold and
+/// have confirmed, read under the event's row lock (every writer of the
+/// event's reservations holds it, so the sums cannot change before commit).
+/// `None` when the event has no limit or no reserve names a user.
+async fn per_user(
+    txn: &DatabaseTransaction,
+    event: &event::Model,
+    commands: &[Command],
+) -> Result<Option<PerUser>, DbErr> {
+    use reservation::Column as C;
+    let Some(max) = event.max_per_user else {
+        return Ok(None);
+    };
+    let mut users: Vec<i64> = commands
+        .iter()
+        .filter_map(|command| match command {
+            Command::Reserve { user_id, .. } => *user_id,
+            _ => None,
+        })
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    if users.is_empty() {
+        return Ok(None);
+    }
+    let taken: Vec<(i64, i64)> = reservation::Entity::find()
+        .select_only()
+        .column(C::UserId)
+        .column_as(Expr::cust("CAST(SUM(quantity) AS SIGNED)"), "taken")
+        .filter(C::EventId.eq(event.id))
+        .filter(C::UserId.is_in(pad(&users)))
+        .filter(C::Status.is_in([ReservationStatus::Held, ReservationStatus::Confirmed]))
+        .group_by(C::UserId)
+        .into_tuple()
+        .all(txn)
+        .await?;
+    Ok(Some(PerUser {
+        max,
+        taken: taken
+            .into_iter()
+            .map(|(user, sum)| (user, i32::try_from(sum).unwrap_or(i32::MAX)))
+            .collect(),
+    }))
+}
+
+/// `values` repeated up to the next power of two (see [`padded`]).
+fn pad<T: Clone>(values: &[T]) -> Vec<T> {
+    let shape = values.len().next_power_of_two();
+    values.iter().cycle().take(shape).cloned().collect()
+}
+
 /// The ids of the `IN (…)` select, repeated up to the next power of two.
 ///
 /// Statements whose shape follows the batch size must not churn sqlx's
@@ -180,14 +238,7 @@ async fn database_now(txn: &DatabaseTransaction) -> Result<DateTime<Utc>, DbErr>
 /// leaves the select at most ten shapes for batches up to 512, which stay
 /// cached; repeating an id does not change what the select returns.
 fn padded(ids: &[Uuid]) -> Vec<Vec<u8>> {
-    let shape = ids.len().next_power_of_two();
-    ids.iter()
-        .chain(std::iter::repeat_n(
-            ids.last().unwrap_or(&Uuid::nil()),
-            shape - ids.len(),
-        ))
-        .map(|id| id.as_bytes().to_vec())
-        .collect()
+    pad(ids).iter().map(|id| id.as_bytes().to_vec()).collect()
 }
 
 /// One multi-row plain `INSERT` of the rows this group created: it never

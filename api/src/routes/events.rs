@@ -40,6 +40,11 @@ pub struct NewEvent {
     /// Reservations are refused from this time on (default: never); after
     /// `sale_opens_at`.
     pub sale_closes_at: Option<DateTime<Utc>>,
+    /// Most tickets one user may hold and have confirmed across all their
+    /// reservations (default: no limit). Reservations must then name their
+    /// `user_id`.
+    #[schema(minimum = 1, maximum = 10_000_000)]
+    pub max_per_user: Option<i64>,
 }
 
 /// Tickets still available (served from Redis when it has them).
@@ -99,6 +104,19 @@ pub async fn create(
         .ok_or_else(|| {
             ApiError::Unprocessable(format!("capacity must be between 1 and {MAX_CAPACITY}"))
         })?;
+    let max_per_user = new
+        .max_per_user
+        .map(|max| {
+            i32::try_from(max)
+                .ok()
+                .filter(|m| (1..=MAX_CAPACITY).contains(m))
+                .ok_or_else(|| {
+                    ApiError::Unprocessable(format!(
+                        "max_per_user must be between 1 and {MAX_CAPACITY}"
+                    ))
+                })
+        })
+        .transpose()?;
     // MySQL's DATETIME holds years 1000 to 9999 only.
     let storable =
         |at: &Option<DateTime<Utc>>| at.is_none_or(|at| (1000..=9999).contains(&at.year()));
@@ -125,6 +143,7 @@ pub async fn create(
         sale_opens_at: Set(new.sale_opens_at),
         sale_closes_at: Set(new.sale_closes_at),
         capacity: Set(capacity),
+        max_per_user: Set(max_per_user),
         available: Set(capacity),
         fence_token: Set(0),
         version: Set(0),

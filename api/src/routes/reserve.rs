@@ -40,7 +40,9 @@ pub struct ReserveRequest {
     /// (default 1).
     #[schema(minimum = 1)]
     pub quantity: Option<i64>,
-    /// An existing user, if the reservation is for one.
+    /// An existing user, if the reservation is for one; required by an
+    /// event with `max_per_user`, whose limit counts this user's held and
+    /// confirmed tickets (a reservation over it is rejected, 409).
     pub user_id: Option<i64>,
     /// `true` holds the tickets (`status: "held"`) until they are
     /// confirmed (`POST /reservations/{id}/confirm`), released
@@ -135,7 +137,12 @@ pub async fn reserve(
             PAUSED_RETRY_AFTER,
         ));
     }
-    let window = catalog::sale_window(&state, event.0).await?;
+    let terms = catalog::terms(&state, event.0).await?;
+    if let (Some(max), None) = (terms.max_per_user, body.user_id) {
+        return Err(ApiError::Unprocessable(format!(
+            "event {event} limits tickets to {max} per user: name the user (user_id)"
+        )));
+    }
     ensure_user_exists(&state, body.user_id).await?;
     let ask = Ask {
         event_id: event.0,
@@ -146,7 +153,7 @@ pub async fn reserve(
     let owner = caller.owner();
     // Outside the sale window only a replayed key goes on (to the state of
     // what it asked while the sale was open); nothing new is recorded.
-    if let Err(off_sale) = window.check(Utc::now()) {
+    if let Err(off_sale) = terms.window.check(Utc::now()) {
         let replay = match &key {
             Some(key) => requests::claimed(&state, owner, key, ask).await?,
             None => None,

@@ -9,6 +9,7 @@ mod faults;
 mod holds;
 mod idempotency;
 mod lifecycle;
+mod limits;
 mod load;
 mod partitions;
 mod poison;

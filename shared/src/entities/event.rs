@@ -17,6 +17,8 @@ pub struct Model {
     /// Reservations are refused from this time on (none: never closes).
     pub sale_closes_at: Option<ChronoDateTimeUtc>,
     pub capacity: i32,
+    /// Most tickets one user may hold and have confirmed (none: no limit).
+    pub max_per_user: Option<i32>,
     pub available: i32,
     pub fence_token: i64,
     /// Bumped by every committed decision; orders cache writes.

@@ -12,12 +12,15 @@ use crate::{
     state::AppState,
 };
 
-/// The terms of the event's sale if it exists, else 404 (a MySQL read the
-/// first time this process asks about the event).
+/// The terms of the event's sale if it exists, else 404 (a MySQL read when
+/// this process has not read them lately; older ones while MySQL fails).
 pub async fn terms(state: &AppState, event_id: i64) -> Result<Terms, ApiError> {
-    match state.known_events.terms(event_id) {
-        Some(terms) => Ok(terms),
-        None => Ok(terms_of(&find(state, event_id).await?)),
+    if let Some(terms) = state.known_events.terms(event_id) {
+        return Ok(terms);
+    }
+    match find(state, event_id).await {
+        Ok(event) => Ok(terms_of(&event)),
+        Err(error) => state.known_events.stale_terms(event_id).ok_or(error),
     }
 }
 
@@ -28,6 +31,7 @@ fn terms_of(event: &event::Model) -> Terms {
             closes_at: event.sale_closes_at,
         },
         max_per_user: event.max_per_user,
+        typed: event.ticket_types > 0,
     }
 }
 

@@ -1,15 +1,24 @@
 //! Events this process has seen exist, with the terms of their sale (the
-//! window, the per-user limit). Events are never deleted and their terms
-//! are set at creation, so once read, an event needs no further round trip: the reserve path then touches neither
-//! Redis nor MySQL before publishing (a burst of requests for a new event
-//! would otherwise all miss the cache at once).
+//! window, the per-user limit, whether it sells ticket types), and the
+//! event each ticket type belongs to. Events are never deleted and their
+//! window and limit are set at creation; only the count of ticket types
+//! changes, when an admin adds one. So an event's terms are read again at
+//! most every [`TERMS_MAX_AGE`], and between reads the reserve path touches
+//! neither Redis nor MySQL before publishing (a burst of requests for a new
+//! event would otherwise all miss the cache at once).
 
 use std::{
     collections::HashMap,
     sync::{PoisonError, RwLock},
+    time::{Duration, Instant},
 };
 
 use chrono::{DateTime, Utc};
+
+/// How long a replica trusts the terms it read: another replica's new
+/// ticket type is known here within this time (the worker refuses an
+/// untyped reservation of a typed event meanwhile).
+pub const TERMS_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// When an event's sale opens and closes (either may be open-ended).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,14 +55,31 @@ pub struct Terms {
     /// name its user (the limit itself is enforced by the worker's
     /// decision, where two requests at once cannot both pass it).
     pub max_per_user: Option<i32>,
+    /// Set when the event sells ticket types: a reservation must name one.
+    pub typed: bool,
 }
 
 #[derive(Default)]
-pub struct KnownEvents(RwLock<HashMap<i64, Terms>>);
+pub struct KnownEvents {
+    terms: RwLock<HashMap<i64, (Terms, Instant)>>,
+    type_owners: RwLock<HashMap<i64, i64>>,
+}
 
 impl KnownEvents {
+    /// The event's terms, if read less than [`TERMS_MAX_AGE`] ago.
     pub fn terms(&self, id: i64) -> Option<Terms> {
-        self.0
+        self.any_terms(id)
+            .filter(|(_, read_at)| read_at.elapsed() < TERMS_MAX_AGE)
+            .map(|(terms, _)| terms)
+    }
+
+    /// The event's terms however old: better than none while MySQL is down.
+    pub fn stale_terms(&self, id: i64) -> Option<Terms> {
+        self.any_terms(id).map(|(terms, _)| terms)
+    }
+
+    fn any_terms(&self, id: i64) -> Option<(Terms, Instant)> {
+        self.terms
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&id)
@@ -61,10 +87,26 @@ impl KnownEvents {
     }
 
     pub fn insert(&self, id: i64, terms: Terms) {
-        self.0
+        self.terms
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, terms);
+            .insert(id, (terms, Instant::now()));
+    }
+
+    /// The event a ticket type belongs to, if this replica has read it.
+    pub fn type_owner(&self, ticket_type_id: i64) -> Option<i64> {
+        self.type_owners
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&ticket_type_id)
+            .copied()
+    }
+
+    pub fn insert_type(&self, ticket_type_id: i64, event_id: i64) {
+        self.type_owners
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(ticket_type_id, event_id);
     }
 }
 

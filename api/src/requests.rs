@@ -18,6 +18,7 @@ use crate::{problem::ApiError, state::AppState};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ask {
     pub event_id: i64,
+    pub ticket_type_id: Option<i64>,
     pub quantity: i32,
     pub user_id: Option<i64>,
     /// Set for a hold: a hold and a plain reserve are different requests.
@@ -28,6 +29,7 @@ impl From<&Outcome> for Ask {
     fn from(o: &Outcome) -> Self {
         Self {
             event_id: o.event_id,
+            ticket_type_id: o.ticket_type_id,
             quantity: o.quantity,
             user_id: o.user_id,
             hold_seconds: o.hold_seconds,
@@ -39,6 +41,7 @@ impl From<&reservation_request::Model> for Ask {
     fn from(r: &reservation_request::Model) -> Self {
         Self {
             event_id: r.event_id,
+            ticket_type_id: r.ticket_type_id,
             quantity: r.quantity,
             user_id: r.user_id,
             hold_seconds: r.hold_seconds,
@@ -60,6 +63,7 @@ fn row(id: Uuid, owner: i64, key: Option<&str>, ask: Ask) -> reservation_request
         client_id: Set(owner),
         idempotency_key: Set(key.map(str::to_owned)),
         event_id: Set(ask.event_id),
+        ticket_type_id: Set(ask.ticket_type_id),
         quantity: Set(ask.quantity),
         user_id: Set(ask.user_id),
         hold_seconds: Set(ask.hold_seconds),

@@ -43,8 +43,12 @@ impl From<ReservationStatus> for Status {
 /// `GET /events/{id}/tickets`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Tickets {
-    /// Tickets still available.
+    /// Tickets still available (all types together).
     pub tickets: i32,
+    /// For an event that sells ticket types: what each has left (read
+    /// from MySQL; absent for an event without types).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_types: Option<Vec<crate::routes::ticket_types::TicketType>>,
 }
 
 /// The answer to a reserve or confirm that was decided: `200` when it
@@ -58,6 +62,9 @@ pub struct Decision {
     pub quantity: i32,
     pub event_id: i64,
     pub user_id: Option<i64>,
+    /// The ticket type it took from, for an event that sells types.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_type_id: Option<i64>,
     /// For a hold: how long it was asked to last.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hold_seconds: Option<i32>,
@@ -76,6 +83,7 @@ impl From<Outcome> for Decision {
             quantity: o.quantity,
             event_id: o.event_id,
             user_id: o.user_id,
+            ticket_type_id: o.ticket_type_id,
             hold_seconds: o.hold_seconds,
             expires_at: o.expires_at,
         }
@@ -99,6 +107,9 @@ pub struct Reservation {
     #[schema(ignore)]
     pub client_id: i64,
     pub event_id: i64,
+    /// The ticket type it takes from, for an event that sells types.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_type_id: Option<i64>,
     pub quantity: i32,
     pub status: Status,
     pub user_id: Option<i64>,
@@ -119,6 +130,7 @@ impl From<reservation::Model> for Reservation {
             reservation_id: r.id,
             client_id: r.client_id,
             event_id: r.event_id,
+            ticket_type_id: r.ticket_type_id,
             quantity: r.quantity,
             status: r.status.into(),
             user_id: r.user_id,
@@ -138,6 +150,7 @@ impl From<reservation_request::Model> for Reservation {
             reservation_id: r.id,
             client_id: r.client_id,
             event_id: r.event_id,
+            ticket_type_id: r.ticket_type_id,
             quantity: r.quantity,
             status: Status::Pending,
             user_id: r.user_id,

@@ -120,6 +120,7 @@ mod tests {
         Outcome {
             reservation_id: id,
             event_id: 1,
+            ticket_type_id: None,
             quantity: 1,
             user_id: None,
             status: ReservationStatus::Confirmed,

@@ -38,6 +38,7 @@ pub async fn run(
                 user_id: None,
                 client_id: 0,
                 hold_seconds: None,
+                ticket_type_id: None,
             };
             let sent = Instant::now();
             let result = decide(db, event_id, TOKEN, &[command]).await;

@@ -11,6 +11,7 @@ mod m20261202_000001_clients;
 mod m20261202_000002_sale_windows;
 mod m20261207_000001_holds;
 mod m20261207_000002_per_user_limits;
+mod m20261207_000003_ticket_types;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000002_sale_windows::Migration),
             Box::new(m20261207_000001_holds::Migration),
             Box::new(m20261207_000002_per_user_limits::Migration),
+            Box::new(m20261207_000003_ticket_types::Migration),
         ]
     }
 }

@@ -29,6 +29,9 @@ pub enum Command {
         /// unless confirmed. Absent: confirmed at once, as before holds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hold_seconds: Option<i32>,
+        /// The ticket type to take from, for an event that sells types.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ticket_type_id: Option<i64>,
     },
     /// Turns a live hold into a confirmed reservation.
     Confirm {
@@ -143,6 +146,8 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, DecodeErr
 pub struct Outcome {
     pub reservation_id: Uuid,
     pub event_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_type_id: Option<i64>,
     pub quantity: i32,
     pub user_id: Option<i64>,
     pub status: ReservationStatus,
@@ -207,6 +212,7 @@ mod tests {
             user_id: Some(3),
             client_id: 4,
             hold_seconds: None,
+            ticket_type_id: None,
         };
         let bytes = encode(&command);
         let text = std::str::from_utf8(&bytes).unwrap();
@@ -220,6 +226,7 @@ mod tests {
         let outcome = Outcome {
             reservation_id: Uuid::nil(),
             event_id: 7,
+            ticket_type_id: None,
             quantity: 2,
             user_id: None,
             status: ReservationStatus::Confirmed,

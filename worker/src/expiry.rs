@@ -264,6 +264,7 @@ mod tests {
         Outcome {
             reservation_id: Uuid::from_u128(n),
             event_id: 3,
+            ticket_type_id: None,
             quantity: 1,
             user_id: None,
             status: ReservationStatus::Held,

@@ -16,4 +16,5 @@ pub mod lock;
 pub mod membership;
 pub mod permanent;
 pub mod rules;
+pub mod stock;
 pub mod store;

@@ -11,11 +11,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use shared::messages::{Command, Outcome, ReservationStatus};
 use uuid::Uuid;
 
+use crate::stock::{NOT_ENOUGH, Stock};
+
 /// A reservation as the rules see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Booking {
     pub id: Uuid,
     pub event_id: i64,
+    pub ticket_type_id: Option<i64>,
     pub client_id: i64,
     pub user_id: Option<i64>,
     pub quantity: i32,
@@ -48,8 +51,8 @@ pub struct PerUser {
 pub struct Decision {
     /// One outcome per command, in command order, each as of its command.
     pub outcomes: Vec<Outcome>,
-    /// Tickets left after the batch.
-    pub available: i32,
+    /// Tickets left after the batch: the event's, the types', the quotas'.
+    pub stock: Stock,
     /// Every booking the batch named, in its final state.
     pub bookings: HashMap<Uuid, Booking>,
     /// The bookings to write, by id: sorted, so concurrent writers (after a
@@ -57,9 +60,9 @@ pub struct Decision {
     pub writes: BTreeMap<Uuid, Write>,
 }
 
-/// Decides `commands` (all for `event_id`, in arrival order) against
-/// `available` tickets and the `bookings` they name that already exist, at
-/// the database's time `now`.
+/// Decides `commands` (all for `event_id`, in arrival order) against the
+/// tickets left (`stock`: the event's, its types' and its quotas') and the
+/// `bookings` they name that already exist, at the database's time `now`.
 ///
 /// - A reserve is all or nothing: confirmed (or held, when it asks for a
 ///   hold) if its whole quantity is left when its turn comes, else
@@ -78,7 +81,7 @@ pub struct Decision {
 pub fn decide(
     event_id: i64,
     now: DateTime<Utc>,
-    available: i32,
+    stock: impl Into<Stock>,
     per_user: Option<PerUser>,
     bookings: HashMap<Uuid, Booking>,
     commands: &[Command],
@@ -86,7 +89,7 @@ pub fn decide(
     let mut batch = Batch {
         event_id,
         now,
-        available,
+        stock: stock.into(),
         per_user,
         bookings,
         writes: BTreeMap::new(),
@@ -94,7 +97,7 @@ pub fn decide(
     let outcomes = commands.iter().map(|c| batch.apply(c)).collect();
     Decision {
         outcomes,
-        available: batch.available,
+        stock: batch.stock,
         bookings: batch.bookings,
         writes: batch.writes,
     }
@@ -125,7 +128,7 @@ fn transition(change: Change, booking: &Booking, now: DateTime<Utc>) -> Option<R
 struct Batch {
     event_id: i64,
     now: DateTime<Utc>,
-    available: i32,
+    stock: Stock,
     per_user: Option<PerUser>,
     bookings: HashMap<Uuid, Booking>,
     writes: BTreeMap<Uuid, Write>,
@@ -140,10 +143,12 @@ impl Batch {
                 user_id,
                 client_id,
                 hold_seconds,
+                ticket_type_id,
                 ..
             } => self.reserve(Booking {
                 id: reservation_id,
                 event_id: self.event_id,
+                ticket_type_id,
                 client_id,
                 user_id,
                 quantity,
@@ -169,19 +174,23 @@ impl Batch {
             && booking.quantity == asked.quantity
             && booking.user_id == asked.user_id
             && booking.client_id == asked.client_id
-            && booking.hold_seconds == asked.hold_seconds;
-        let mut over_limit = None;
+            && booking.hold_seconds == asked.hold_seconds
+            && booking.ticket_type_id == asked.ticket_type_id;
+        let mut why_not = None;
         if !booking.status.is_decided() && same_request {
-            let mut fits = booking.quantity > 0 && booking.quantity <= self.available;
+            why_not = self
+                .stock
+                .shortfall(booking.ticket_type_id, booking.quantity)
+                .map(str::to_owned);
             if let (Some(limit), Some(user)) = (&mut self.per_user, booking.user_id) {
                 let taken = limit.taken.entry(user).or_default();
-                if fits && *taken + booking.quantity > limit.max {
-                    fits = false;
-                    over_limit = Some(limit.max);
-                } else if fits {
+                if why_not.is_none() && *taken + booking.quantity > limit.max {
+                    why_not = Some(format!("Limit of {} tickets per user reached", limit.max));
+                } else if why_not.is_none() {
                     *taken += booking.quantity;
                 }
             }
+            let fits = why_not.is_none();
             let from = booking.status;
             booking.status = match (fits, booking.hold_seconds) {
                 (false, _) => ReservationStatus::Rejected,
@@ -192,7 +201,7 @@ impl Batch {
                 }
             };
             if fits {
-                self.available -= booking.quantity;
+                self.stock.take(booking.ticket_type_id, booking.quantity);
             }
             self.writes.insert(
                 id,
@@ -203,9 +212,9 @@ impl Batch {
                 },
             );
         }
-        let mut outcome = outcome(booking, self.available);
-        if let Some(max) = over_limit {
-            outcome.message = format!("Limit of {max} tickets per user reached");
+        let mut outcome = outcome(booking, self.stock.event);
+        if let Some(why) = why_not.filter(|why| why != NOT_ENOUGH) {
+            outcome.message = why;
         }
         outcome
     }
@@ -222,7 +231,8 @@ impl Batch {
         if let Some(to) = transition(change, booking, self.now) {
             let from = booking.status;
             if from.takes_tickets() && !to.takes_tickets() {
-                self.available += booking.quantity;
+                self.stock
+                    .give_back(booking.ticket_type_id, booking.quantity);
                 let user_taken = self.per_user.as_mut().zip(booking.user_id);
                 if let Some(taken) = user_taken.and_then(|(l, user)| l.taken.get_mut(&user)) {
                     *taken -= booking.quantity;
@@ -234,7 +244,7 @@ impl Batch {
                 .entry(booking.id)
                 .or_insert(Write::Update { from });
         }
-        outcome(booking, self.available)
+        outcome(booking, self.stock.event)
     }
 }
 
@@ -250,6 +260,7 @@ fn outcome(booking: &Booking, remaining: i32) -> Outcome {
     Outcome {
         reservation_id: booking.id,
         event_id: booking.event_id,
+        ticket_type_id: booking.ticket_type_id,
         quantity: booking.quantity,
         user_id: booking.user_id,
         status: booking.status,
@@ -268,20 +279,22 @@ fn unknown(command: &Command) -> Outcome {
 /// A rejection of `command` that stores nothing: it names nothing that
 /// exists (`refused` unset), or the database refused it for good (set).
 pub fn refusal(command: &Command, message: &str) -> Outcome {
-    let (quantity, user_id, hold_seconds) = match *command {
+    let (quantity, user_id, hold_seconds, ticket_type_id) = match *command {
         Command::Reserve {
             quantity,
             user_id,
             hold_seconds,
+            ticket_type_id,
             ..
-        } => (quantity, user_id, hold_seconds),
+        } => (quantity, user_id, hold_seconds, ticket_type_id),
         Command::Confirm { .. } | Command::Expire { .. } | Command::Cancel { .. } => {
-            (0, None, None)
+            (0, None, None, None)
         }
     };
     Outcome {
         reservation_id: command.reservation_id(),
         event_id: command.event_id(),
+        ticket_type_id,
         quantity,
         user_id,
         status: ReservationStatus::Rejected,

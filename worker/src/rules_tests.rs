@@ -8,6 +8,7 @@ use shared::messages::{Command, ReservationStatus};
 use uuid::Uuid;
 
 use super::{Booking, PerUser, Write, decide};
+use crate::stock::{Stock, TypeStock};
 
 const EVENT: i64 = 7;
 
@@ -28,6 +29,7 @@ fn reserve(n: u128, quantity: i32) -> Command {
         user_id: None,
         client_id: 0,
         hold_seconds: None,
+        ticket_type_id: None,
     }
 }
 
@@ -39,6 +41,7 @@ fn reserve_for(n: u128, quantity: i32, user: i64) -> Command {
         user_id: Some(user),
         client_id: 0,
         hold_seconds: None,
+        ticket_type_id: None,
     }
 }
 
@@ -57,6 +60,7 @@ fn hold(n: u128, quantity: i32, seconds: i32) -> Command {
         user_id: None,
         client_id: 0,
         hold_seconds: Some(seconds),
+        ticket_type_id: None,
     }
 }
 
@@ -115,7 +119,7 @@ fn a_reserve_and_its_cancel_in_one_batch_insert_the_final_row() {
     assert_eq!(decision.outcomes[0].status, ReservationStatus::Confirmed);
     assert_eq!(decision.outcomes[0].remaining_tickets, 3);
     assert_eq!(decision.outcomes[1].status, ReservationStatus::Cancelled);
-    assert_eq!(decision.available, 5);
+    assert_eq!(decision.stock.event, 5);
     assert_eq!(decision.writes[&id(0)], Write::Insert);
     assert_eq!(
         decision.bookings[&id(0)].status,
@@ -128,6 +132,7 @@ fn another_requests_booking_is_reported_never_changed() {
     let theirs = Booking {
         id: id(0),
         event_id: EVENT + 1,
+        ticket_type_id: None,
         client_id: 0,
         user_id: None,
         quantity: 1,
@@ -144,7 +149,7 @@ fn another_requests_booking_is_reported_never_changed() {
         &[reserve(0, 1), cancel(0)],
     );
     assert!(decision.writes.is_empty());
-    assert_eq!(decision.available, 5);
+    assert_eq!(decision.stock.event, 5);
     assert_eq!(
         decision.outcomes[0].event_id,
         EVENT + 1,
@@ -158,6 +163,7 @@ fn a_cancel_by_another_client_is_unknown() {
     let mine = Booking {
         id: id(0),
         event_id: EVENT,
+        ticket_type_id: None,
         client_id: 4,
         user_id: None,
         quantity: 2,
@@ -174,7 +180,7 @@ fn a_cancel_by_another_client_is_unknown() {
         &[cancel(0)],
     );
     assert_eq!(decision.outcomes[0].message, "Unknown reservation");
-    assert_eq!(decision.available, 3);
+    assert_eq!(decision.stock.event, 3);
     assert!(decision.writes.is_empty());
 }
 
@@ -206,7 +212,7 @@ fn a_user_gets_no_more_than_the_limit_whatever_the_order() {
         decision.outcomes[2].message,
         "Limit of 4 tickets per user reached"
     );
-    assert_eq!(decision.available, 100 - 2 - 1 - 1 - 3);
+    assert_eq!(decision.stock.event, 100 - 2 - 1 - 1 - 3);
 }
 
 #[test]
@@ -224,6 +230,51 @@ fn tickets_given_back_count_against_the_limit_no_more() {
         &[reserve_for(0, 2, 7)],
     );
     assert_eq!(decision.outcomes[0].message, "Not enough tickets");
+}
+
+#[test]
+fn a_shared_quota_drained_from_two_types_sells_no_more_than_itself() {
+    use ReservationStatus::{Confirmed, Rejected};
+    // Types 1 and 2 have 10 each but share a quota of 5.
+    let kind = |available| TypeStock {
+        available,
+        quota: Some(9),
+        closed: false,
+    };
+    let stock = Stock {
+        event: 100,
+        typed: true,
+        types: [(1, kind(10)), (2, kind(10))].into(),
+        quotas: [(9, 5)].into(),
+    };
+    let of_type = |n: u128, kind: i64| Command::Reserve {
+        reservation_id: id(n),
+        event_id: EVENT,
+        quantity: 1,
+        user_id: None,
+        client_id: 0,
+        hold_seconds: None,
+        ticket_type_id: Some(kind),
+    };
+    let batch: Vec<Command> = (0..8).map(|n| of_type(n, 1 + (n % 2) as i64)).collect();
+    let decision = decide(EVENT, t0(), stock, None, HashMap::new(), &batch);
+    let statuses: Vec<_> = decision.outcomes.iter().map(|o| o.status).collect();
+    assert_eq!(statuses[..5], [Confirmed; 5]);
+    assert_eq!(statuses[5..], [Rejected; 3]);
+    assert_eq!(decision.stock.quotas[&9], 0);
+    assert_eq!(decision.stock.types[&1].available, 7);
+    assert_eq!(decision.stock.types[&2].available, 8);
+    assert_eq!(decision.stock.event, 95);
+    // An untyped reserve of a typed event is refused by the rules too.
+    let untyped = decide(
+        EVENT,
+        t0(),
+        decision.stock,
+        None,
+        HashMap::new(),
+        &[reserve(20, 1)],
+    );
+    assert_eq!(untyped.outcomes[0].status, Rejected);
 }
 
 /// A random batch: reserves and holds of 1 to 4 tickets, ids often
@@ -255,13 +306,13 @@ proptest! {
     #[test]
     fn no_oversell(capacity in 0i32..30, commands in batch()) {
         let decision = decide(EVENT, t0(), capacity, None, HashMap::new(), &commands);
-        prop_assert!(decision.available >= 0);
-        prop_assert!(decision.available <= capacity);
-        prop_assert_eq!(decision.available + taken(&decision.bookings), capacity);
+        prop_assert!(decision.stock.event >= 0);
+        prop_assert!(decision.stock.event <= capacity);
+        prop_assert_eq!(decision.stock.event + taken(&decision.bookings), capacity);
         let later = t0() + TimeDelta::seconds(60);
-        let after = decide(EVENT, later, decision.available, None, decision.bookings, &commands);
-        prop_assert!((0..=capacity).contains(&after.available));
-        prop_assert_eq!(after.available + taken(&after.bookings), capacity);
+        let after = decide(EVENT, later, decision.stock.event, None, decision.bookings, &commands);
+        prop_assert!((0..=capacity).contains(&after.stock.event));
+        prop_assert_eq!(after.stock.event + taken(&after.bookings), capacity);
     }
 
     /// However a batch goes, no user ends it with more tickets held or
@@ -296,7 +347,7 @@ proptest! {
     fn a_due_hold_only_expires(capacity in 0i32..30, commands in batch()) {
         let first = decide(EVENT, t0(), capacity, None, HashMap::new(), &commands);
         let later = t0() + TimeDelta::seconds(60);
-        let after = decide(EVENT, later, first.available, None, first.bookings.clone(), &commands);
+        let after = decide(EVENT, later, first.stock.event, None, first.bookings.clone(), &commands);
         for (id, before) in &first.bookings {
             let now = after.bookings[id].status;
             if before.status == ReservationStatus::Held {
@@ -357,7 +408,7 @@ proptest! {
             }
             prop_assert_eq!(outcome.remaining_tickets, left);
         }
-        prop_assert_eq!(decision.available, left);
+        prop_assert_eq!(decision.stock.event, left);
     }
 
     /// Replaying a batch on what it stored decides nothing again: same
@@ -367,9 +418,9 @@ proptest! {
         let first = decide(EVENT, t0(), capacity, None, HashMap::new(), &commands);
         let reservations: Vec<Command> =
             commands.iter().filter(|c| matches!(c, Command::Reserve { .. })).cloned().collect();
-        let replay = decide(EVENT, t0(), first.available, None, first.bookings.clone(), &reservations);
+        let replay = decide(EVENT, t0(), first.stock.event, None, first.bookings.clone(), &reservations);
         prop_assert!(replay.writes.is_empty());
-        prop_assert_eq!(replay.available, first.available);
+        prop_assert_eq!(replay.stock.event, first.stock.event);
         for outcome in &replay.outcomes {
             prop_assert_eq!(outcome.status, first.bookings[&outcome.reservation_id].status);
         }
@@ -382,7 +433,7 @@ proptest! {
     fn decided_bookings_change_only_from_a_live_state(capacity in 0i32..30, commands in batch()) {
         use ReservationStatus::{Cancelled, Confirmed, Held, Released};
         let first = decide(EVENT, t0(), capacity, None, HashMap::new(), &commands);
-        let again = decide(EVENT, t0(), first.available, None, first.bookings.clone(), &commands);
+        let again = decide(EVENT, t0(), first.stock.event, None, first.bookings.clone(), &commands);
         for (id, write) in &again.writes {
             let to = again.bookings[id].status;
             let allowed = matches!(
@@ -392,6 +443,6 @@ proptest! {
             );
             prop_assert!(allowed, "{:?} to {:?}", write, to);
         }
-        prop_assert_eq!(again.available + taken(&again.bookings), capacity);
+        prop_assert_eq!(again.stock.event + taken(&again.bookings), capacity);
     }
 }

@@ -18,12 +18,15 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, MysqlQueryBuilder, Query},
 };
 use shared::{
-    entities::{event, reservation},
+    entities::{event, quota, reservation, ticket_type},
     messages::{Command, Outcome, ReservationStatus},
 };
 use uuid::Uuid;
 
-use crate::rules::{self, Booking, Decision, PerUser, Write};
+use crate::{
+    rules::{self, Booking, Decision, PerUser, Write},
+    stock::{Stock, TypeStock},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecideError {
@@ -89,19 +92,21 @@ pub async fn decide(
         .iter()
         .map(|row| (row.id, booking(row)))
         .collect();
+    let stock = stock(&txn, &event).await?;
     let Decision {
         outcomes,
-        available,
+        stock: left,
         bookings,
         writes,
     } = rules::decide(
         event_id,
         now,
-        event.available,
+        stock.clone(),
         per_user(&txn, &event, commands).await?,
         bookings,
         commands,
     );
+    let available = left.event;
 
     if writes.is_empty() {
         txn.commit().await?;
@@ -123,6 +128,7 @@ pub async fn decide(
     if !inserts.is_empty() {
         txn.execute_unprepared(&insert(&inserts)?).await?;
     }
+    write_stock(&txn, &stock, &left).await?;
     let updated = event::Entity::update_many()
         .col_expr(event::Column::Available, Expr::value(available))
         .col_expr(event::Column::FenceToken, Expr::value(fence))
@@ -176,6 +182,70 @@ async fn database_now(txn: &DatabaseTransaction) -> Result<DateTime<Utc>, DbErr>
         .ok_or_else(|| DbErr::RecordNotFound("UTC_TIMESTAMP(6)".into()))?;
     let now: NaiveDateTime = row.try_get("", "now")?;
     Ok(now.and_utc())
+}
+
+/// What the event has left: its own count and, when it sells ticket types,
+/// each type's and quota's, locked like the event row (the api changes
+/// their capacity with conditional statements that wait for this
+/// transaction).
+async fn stock(txn: &DatabaseTransaction, event: &event::Model) -> Result<Stock, DbErr> {
+    if event.ticket_types == 0 {
+        return Ok(Stock::from(event.available));
+    }
+    let types = ticket_type::Entity::find()
+        .filter(ticket_type::Column::EventId.eq(event.id))
+        .lock_exclusive()
+        .all(txn)
+        .await?;
+    let quotas = quota::Entity::find()
+        .filter(quota::Column::EventId.eq(event.id))
+        .lock_exclusive()
+        .all(txn)
+        .await?;
+    Ok(Stock {
+        event: event.available,
+        typed: true,
+        types: types
+            .into_iter()
+            .map(|t| {
+                let kind = TypeStock {
+                    available: t.available,
+                    quota: t.quota_id,
+                    closed: t.closed,
+                };
+                (t.id, kind)
+            })
+            .collect(),
+        quotas: quotas.into_iter().map(|q| (q.id, q.available)).collect(),
+    })
+}
+
+/// Stores the types' and quotas' counts that the decision changed (the
+/// event's own goes with its fenced update).
+async fn write_stock(
+    txn: &DatabaseTransaction,
+    before: &Stock,
+    after: &Stock,
+) -> Result<(), DbErr> {
+    for (id, kind) in &after.types {
+        if before.types.get(id).map(|k| k.available) != Some(kind.available) {
+            ticket_type::Entity::update_many()
+                .col_expr(ticket_type::Column::Available, Expr::value(kind.available))
+                .filter(ticket_type::Column::Id.eq(*id))
+                .exec(txn)
+                .await?;
+        }
+    }
+    for (id, available) in &after.quotas {
+        if before.quotas.get(id) != Some(available) {
+            quota::Entity::update_many()
+                .col_expr(quota::Column::Available, Expr::value(*available))
+                .filter(quota::Column::Id.eq(*id))
+                .exec(txn)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The event's per-user limit with what the batch's users already hold and
@@ -254,6 +324,7 @@ fn insert(rows: &[reservation::Model]) -> Result<String, DbErr> {
     insert.into_table(reservation::Entity).columns([
         C::Id,
         C::EventId,
+        C::TicketTypeId,
         C::ClientId,
         C::UserId,
         C::Quantity,
@@ -270,6 +341,7 @@ fn insert(rows: &[reservation::Model]) -> Result<String, DbErr> {
             .values([
                 row.id.as_bytes().to_vec().into(),
                 row.event_id.into(),
+                row.ticket_type_id.into(),
                 row.client_id.into(),
                 row.user_id.into(),
                 row.quantity.into(),
@@ -291,6 +363,7 @@ fn booking(row: &reservation::Model) -> Booking {
     Booking {
         id: row.id,
         event_id: row.event_id,
+        ticket_type_id: row.ticket_type_id,
         client_id: row.client_id,
         user_id: row.user_id,
         quantity: row.quantity,
@@ -305,6 +378,7 @@ fn row(booking: &Booking, fence: i64, now: DateTime<Utc>) -> reservation::Model 
     reservation::Model {
         id: booking.id,
         event_id: booking.event_id,
+        ticket_type_id: booking.ticket_type_id,
         client_id: booking.client_id,
         user_id: booking.user_id,
         quantity: booking.quantity,

@@ -61,7 +61,15 @@ pub async fn tickets(
     PathId(event_id): PathId<i64>,
 ) -> Result<Json<Tickets>, ApiError> {
     let tickets = catalog::available(&state, event_id).await?;
-    Ok(Json(Tickets { tickets }))
+    let ticket_types = if catalog::terms(&state, event_id).await?.typed {
+        Some(super::ticket_types::of_event(&state, event_id).await?)
+    } else {
+        None
+    };
+    Ok(Json(Tickets {
+        tickets,
+        ticket_types,
+    }))
 }
 
 /// Creates an event (admin).

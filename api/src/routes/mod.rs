@@ -6,6 +6,7 @@ pub mod health;
 pub mod problems;
 pub mod reservations;
 pub mod reserve;
+pub mod ticket_types;
 pub mod users;
 
 use axum::{
@@ -33,6 +34,7 @@ use crate::{extract::REQUEST_ID, middleware::limit_reserve, problem::ApiError, s
     info(title = "Ticket reservation system", description = "Reserve tickets without overselling."),
     paths(
         events::tickets, events::create, events::list, events::get,
+        ticket_types::create_quota, ticket_types::create, ticket_types::list, ticket_types::update,
         reserve::reserve,
         reservations::get, reservations::confirm, reservations::cancel,
         users::create,
@@ -76,6 +78,15 @@ pub fn router(state: AppState) -> Router {
         .route("/events", post(events::create).get(events::list))
         .route("/events/{id}", get(events::get))
         .route("/events/{id}/tickets", get(events::tickets))
+        .route("/events/{id}/quotas", post(ticket_types::create_quota))
+        .route(
+            "/events/{id}/ticket-types",
+            post(ticket_types::create).get(ticket_types::list),
+        )
+        .route(
+            "/ticket-types/{id}",
+            axum::routing::patch(ticket_types::update),
+        )
         .route("/events/{id}/reserve", reserve)
         .route(
             "/reservations/{id}",

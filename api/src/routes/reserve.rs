@@ -26,6 +26,7 @@ use crate::{
     pending::{self, Waited},
     problem::{ApiError, Problem, Unavailability},
     requests::{self, Ask, Claim},
+    routes::ticket_types,
     state::AppState,
     views::{Accepted, Decision, Status},
 };
@@ -49,6 +50,9 @@ pub struct ReserveRequest {
     /// (`DELETE /reservations/{id}`) or the hold expires (`expires_at`),
     /// instead of confirming at once.
     pub hold: Option<bool>,
+    /// The ticket type to take from (`GET /events/{id}/ticket-types`);
+    /// required when the event sells types, refused (422) when it does not.
+    pub ticket_type: Option<i64>,
     /// How long the hold lasts, with `"hold": true` only: 1 to the live
     /// maximum (900 by default); the live default (600) when absent.
     #[schema(minimum = 1)]
@@ -143,9 +147,28 @@ pub async fn reserve(
             "event {event} limits tickets to {max} per user: name the user (user_id)"
         )));
     }
+    match (terms.typed, body.ticket_type) {
+        (true, None) => {
+            return Err(ApiError::Unprocessable(format!(
+                "event {event} sells ticket types: choose one (ticket_type)"
+            )));
+        }
+        (false, Some(_)) => {
+            return Err(ApiError::Unprocessable(format!(
+                "event {event} sells no ticket types"
+            )));
+        }
+        (true, Some(kind)) if !ticket_types::belongs(&state, event.0, kind).await? => {
+            return Err(ApiError::Unprocessable(format!(
+                "ticket type {kind} is not one of event {event}'s"
+            )));
+        }
+        _ => {}
+    }
     ensure_user_exists(&state, body.user_id).await?;
     let ask = Ask {
         event_id: event.0,
+        ticket_type_id: body.ticket_type,
         quantity: quantity.get(),
         user_id: body.user_id,
         hold_seconds,
@@ -185,6 +208,7 @@ pub async fn reserve(
         user_id: body.user_id,
         client_id: owner,
         hold_seconds,
+        ticket_type_id: body.ticket_type,
     };
     // Answered before its decision: pollable from now on.
     let queued = async |message: &'static str, preference_applied: bool| {
@@ -272,6 +296,7 @@ fn stored_outcome(stored: reservation::Model, remaining: i32) -> Outcome {
     Outcome {
         reservation_id: stored.id,
         event_id: stored.event_id,
+        ticket_type_id: stored.ticket_type_id,
         quantity: stored.quantity,
         user_id: stored.user_id,
         status: stored.status,

@@ -84,6 +84,7 @@ fn reserve(event_id: i64, quantity: i32) -> Command {
         user_id: None,
         client_id: 0,
         hold_seconds: None,
+        ticket_type_id: None,
     }
 }
 

@@ -17,4 +17,5 @@ mod reads;
 mod sale_windows;
 mod seed;
 mod settings;
+mod ticket_types;
 mod trace;

@@ -19,6 +19,8 @@ pub struct Model {
     pub capacity: i32,
     /// Most tickets one user may hold and have confirmed (none: no limit).
     pub max_per_user: Option<i32>,
+    /// How many ticket types it has (0: it sells untyped tickets only).
+    pub ticket_types: i32,
     pub available: i32,
     pub fence_token: i64,
     /// Bumped by every committed decision; orders cache writes.

@@ -3,7 +3,9 @@
 
 pub mod client;
 pub mod event;
+pub mod quota;
 pub mod reservation;
 pub mod reservation_request;
 mod status;
+pub mod ticket_type;
 pub mod user;

@@ -12,6 +12,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub event_id: i64,
+    /// The ticket type it takes from, if the event sells types.
+    pub ticket_type_id: Option<i64>,
     /// The client that owns it; 0 is anonymous.
     pub client_id: i64,
     pub user_id: Option<i64>,

@@ -14,6 +14,8 @@ pub struct Model {
     pub client_id: i64,
     pub idempotency_key: Option<String>,
     pub event_id: i64,
+    /// The ticket type it takes from, if the event sells types.
+    pub ticket_type_id: Option<i64>,
     pub quantity: i32,
     /// For a hold: how long it was asked to last.
     pub hold_seconds: Option<i32>,

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::Value;
 use shared::{
-    entities::{event, reservation},
+    entities::{event, quota, reservation, ticket_type},
     messages::ReservationStatus,
 };
 use uuid::Uuid;
@@ -18,6 +18,10 @@ pub struct Snapshot {
     pub capacity: i64,
     pub available: i64,
     pub reservations: HashMap<Uuid, reservation::Model>,
+    /// The event's ticket types and quotas, each held to invariants 1 and
+    /// 2 over the reservations it counts.
+    pub ticket_types: Vec<ticket_type::Model>,
+    pub quotas: Vec<quota::Model>,
 }
 
 impl Snapshot {
@@ -32,16 +36,62 @@ impl Snapshot {
             .count()
     }
 
-    /// Violations of invariants 1 and 2, described.
+    /// Σ quantity taken (held or confirmed) by the reservations `counts`.
+    fn taken_by(&self, counts: impl Fn(&reservation::Model) -> bool) -> i64 {
+        rules::taken_quantity(
+            self.reservations
+                .values()
+                .filter(|r| counts(r))
+                .map(|r| (r.status, r.quantity)),
+        )
+    }
+
+    /// Violations of invariants 1 and 2, described: for the event, each of
+    /// its ticket types and each of its quotas.
     pub fn violations(&self) -> Vec<String> {
-        rules::event_breaches(rules::EventTally {
-            capacity: self.capacity,
-            available: self.available,
-            taken: self.taken_quantity(),
-        })
-        .iter()
-        .map(|breach| format!("{}: {breach}", breach.rule()))
-        .collect()
+        let mut tallies = vec![(
+            "event".to_owned(),
+            rules::EventTally {
+                capacity: self.capacity,
+                available: self.available,
+                taken: self.taken_quantity(),
+            },
+        )];
+        for kind in &self.ticket_types {
+            tallies.push((
+                format!("ticket type {}", kind.id),
+                rules::EventTally {
+                    capacity: kind.capacity.into(),
+                    available: kind.available.into(),
+                    taken: self.taken_by(|r| r.ticket_type_id == Some(kind.id)),
+                },
+            ));
+        }
+        for quota in &self.quotas {
+            let members: Vec<i64> = self
+                .ticket_types
+                .iter()
+                .filter(|t| t.quota_id == Some(quota.id))
+                .map(|t| t.id)
+                .collect();
+            tallies.push((
+                format!("quota {}", quota.id),
+                rules::EventTally {
+                    capacity: quota.capacity.into(),
+                    available: quota.available.into(),
+                    taken: self
+                        .taken_by(|r| r.ticket_type_id.is_some_and(|t| members.contains(&t))),
+                },
+            ));
+        }
+        tallies
+            .into_iter()
+            .flat_map(|(what, tally)| {
+                rules::event_breaches(tally)
+                    .into_iter()
+                    .map(move |breach| format!("{what}: {}: {breach}", breach.rule()))
+            })
+            .collect()
     }
 }
 
@@ -60,10 +110,22 @@ pub async fn snapshot(db: &DatabaseConnection, event_id: i64) -> Snapshot {
         .into_iter()
         .map(|r| (r.id, r))
         .collect();
+    let ticket_types = ticket_type::Entity::find()
+        .filter(ticket_type::Column::EventId.eq(event_id))
+        .all(db)
+        .await
+        .expect("read ticket types");
+    let quotas = quota::Entity::find()
+        .filter(quota::Column::EventId.eq(event_id))
+        .all(db)
+        .await
+        .expect("read quotas");
     Snapshot {
         capacity: event.capacity.into(),
         available: event.available.into(),
         reservations,
+        ticket_types,
+        quotas,
     }
 }
 

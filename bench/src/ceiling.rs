@@ -41,7 +41,7 @@ pub async fn run(
                 ticket_type_id: None,
             };
             let sent = Instant::now();
-            let result = decide(db, event_id, TOKEN, &[command]).await;
+            let result = decide(db, event_id, TOKEN, &[command], 600).await;
             stats::record(&mut histogram, sent.elapsed());
             tally.count(result.is_ok());
         }

@@ -12,6 +12,7 @@ mod m20261202_000002_sale_windows;
 mod m20261207_000001_holds;
 mod m20261207_000002_per_user_limits;
 mod m20261207_000003_ticket_types;
+mod m20261207_000004_waiting_list;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000001_holds::Migration),
             Box::new(m20261207_000002_per_user_limits::Migration),
             Box::new(m20261207_000003_ticket_types::Migration),
+            Box::new(m20261207_000004_waiting_list::Migration),
         ]
     }
 }

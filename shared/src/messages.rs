@@ -40,6 +40,10 @@ pub enum Command {
         /// The reservation's owner, checked again by the worker.
         client_id: i64,
     },
+    /// Offers tickets left to the event's waiting list; published by the
+    /// api when a client joins it (tickets may have come back meanwhile).
+    /// Its outcome describes the entry's hold once offered, `pending` until.
+    Offer { reservation_id: Uuid, event_id: i64 },
     /// Ends a hold whose time has come; published by the worker that owns
     /// the event's partition, never by the api.
     Expire { reservation_id: Uuid, event_id: i64 },
@@ -58,6 +62,7 @@ impl Command {
         match self {
             Self::Reserve { reservation_id, .. }
             | Self::Confirm { reservation_id, .. }
+            | Self::Offer { reservation_id, .. }
             | Self::Expire { reservation_id, .. }
             | Self::Cancel { reservation_id, .. } => *reservation_id,
         }
@@ -67,6 +72,7 @@ impl Command {
         match self {
             Self::Reserve { event_id, .. }
             | Self::Confirm { event_id, .. }
+            | Self::Offer { event_id, .. }
             | Self::Expire { event_id, .. }
             | Self::Cancel { event_id, .. } => *event_id,
         }

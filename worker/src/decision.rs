@@ -118,6 +118,7 @@ impl Worker {
             .await?;
         let decided_in = started.elapsed();
         expiry.observe(&decided.outcomes);
+        expiry.observe(&decided.offers);
         if let Some((available, version)) = decided.availability {
             // Before the outcomes, so that a client reading availability
             // right after its answer sees its own reservation. Bounded, and
@@ -203,6 +204,7 @@ impl Worker {
                         [command] => Ok(Decided {
                             outcomes: vec![permanent::refused(command, &reason)],
                             availability: None,
+                            offers: Vec::new(),
                         }),
                         _ => {
                             self.decide_one_by_one(event_id, commands, holds, shutdown)
@@ -250,6 +252,7 @@ impl Worker {
         let mut all = Decided {
             outcomes: Vec::with_capacity(commands.len()),
             availability: None,
+            offers: Vec::new(),
         };
         for command in commands {
             let one = Box::pin(self.decide_until_done(
@@ -261,6 +264,7 @@ impl Worker {
             ))
             .await?;
             all.outcomes.extend(one.outcomes);
+            all.offers.extend(one.offers);
             all.availability = one.availability.or(all.availability);
         }
         Ok(all)
@@ -286,7 +290,13 @@ impl Worker {
         // connection is discarded), so the lock can go to another worker.
         let result = match tokio::time::timeout(
             deadline,
-            store::decide(&self.db, event_id, token, commands),
+            store::decide(
+                &self.db,
+                event_id,
+                token,
+                commands,
+                self.settings.current().default_hold_seconds(),
+            ),
         )
         .await
         {

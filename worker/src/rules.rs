@@ -5,7 +5,7 @@
 //! by example and by property (no oversell, first come first served, all or
 //! nothing per command, the same answer on replay).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use shared::messages::{Command, Outcome, ReservationStatus};
@@ -47,6 +47,27 @@ pub struct PerUser {
     pub taken: HashMap<i64, i32>,
 }
 
+/// A waiting-list entry not offered tickets yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// Also the id of the hold it is offered.
+    pub id: Uuid,
+    pub ticket_type_id: Option<i64>,
+    pub client_id: i64,
+    pub user_id: Option<i64>,
+    pub quantity: i32,
+}
+
+/// An event's waiting list, in queue order, and how long an offer holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Queue {
+    pub entries: VecDeque<Waiting>,
+    pub hold_seconds: i32,
+}
+
+/// What the rejected reserve is told while a waiting list comes first.
+pub const LIST_FIRST: &str = "Tickets go to the waiting list first";
+
 #[derive(Debug)]
 pub struct Decision {
     /// One outcome per command, in command order, each as of its command.
@@ -58,6 +79,8 @@ pub struct Decision {
     /// The bookings to write, by id: sorted, so concurrent writers (after a
     /// lease expiry) lock rows in one order and cannot deadlock.
     pub writes: BTreeMap<Uuid, Write>,
+    /// The waiting-list entries offered a hold (the booking of the same id).
+    pub offered: Vec<Uuid>,
 }
 
 /// Decides `commands` (all for `event_id`, in arrival order) against the
@@ -74,6 +97,11 @@ pub struct Decision {
 /// - With a per-user limit, a reserve that would take its user past it is
 ///   rejected (tickets released, expired or cancelled before it in the
 ///   batch count as given back).
+/// - Tickets left are offered to the waiting list (`queue`) in order, as
+///   holds, before the batch and whenever a command gives tickets back; an
+///   entry that does not fit keeps its place and blocks those behind it of
+///   the same type. While entries of a type wait, no reserve of it is
+///   confirmed.
 /// - A hold whose `expires_at` is not after `now` is expired by whatever
 ///   command names it first; before that, confirm confirms it and cancel
 ///   releases it. A cancel returns a confirmed booking's tickets. Both
@@ -83,6 +111,7 @@ pub fn decide(
     now: DateTime<Utc>,
     stock: impl Into<Stock>,
     per_user: Option<PerUser>,
+    queue: Queue,
     bookings: HashMap<Uuid, Booking>,
     commands: &[Command],
 ) -> Decision {
@@ -91,15 +120,19 @@ pub fn decide(
         now,
         stock: stock.into(),
         per_user,
+        queue,
         bookings,
         writes: BTreeMap::new(),
+        offered: Vec::new(),
     };
+    batch.offer();
     let outcomes = commands.iter().map(|c| batch.apply(c)).collect();
     Decision {
         outcomes,
         stock: batch.stock,
         bookings: batch.bookings,
         writes: batch.writes,
+        offered: batch.offered,
     }
 }
 
@@ -130,6 +163,8 @@ struct Batch {
     now: DateTime<Utc>,
     stock: Stock,
     per_user: Option<PerUser>,
+    queue: Queue,
+    offered: Vec<Uuid>,
     bookings: HashMap<Uuid, Booking>,
     writes: BTreeMap<Uuid, Write>,
 }
@@ -163,7 +198,53 @@ impl Batch {
                 self.change(command, Some(client_id), Change::Cancel)
             }
             Command::Expire { .. } => self.change(command, None, Change::Expire),
+            // The offers were made before the batch: report the entry's.
+            Command::Offer { reservation_id, .. } => match self.bookings.get(&reservation_id) {
+                Some(booking) => outcome(booking, self.stock.event),
+                None => Outcome {
+                    status: ReservationStatus::Pending,
+                    message: "Waiting for tickets".to_owned(),
+                    ..refusal(command, "")
+                },
+            },
         }
+    }
+
+    /// Offers what is left to the waiting list, in order.
+    fn offer(&mut self) {
+        let mut blocked = BTreeSet::new();
+        let mut kept = VecDeque::new();
+        while let Some(entry) = self.queue.entries.pop_front() {
+            let short = blocked.contains(&entry.ticket_type_id)
+                || self
+                    .stock
+                    .shortfall(entry.ticket_type_id, entry.quantity)
+                    .is_some();
+            if short || self.bookings.contains_key(&entry.id) {
+                blocked.insert(entry.ticket_type_id);
+                kept.push_back(entry);
+                continue;
+            }
+            self.stock.take(entry.ticket_type_id, entry.quantity);
+            let seconds = self.queue.hold_seconds;
+            self.bookings.insert(
+                entry.id,
+                Booking {
+                    id: entry.id,
+                    event_id: self.event_id,
+                    ticket_type_id: entry.ticket_type_id,
+                    client_id: entry.client_id,
+                    user_id: entry.user_id,
+                    quantity: entry.quantity,
+                    hold_seconds: Some(seconds),
+                    status: ReservationStatus::Held,
+                    expires_at: Some(self.now + TimeDelta::seconds(seconds.into())),
+                },
+            );
+            self.writes.insert(entry.id, Write::Insert);
+            self.offered.push(entry.id);
+        }
+        self.queue.entries = kept;
     }
 
     fn reserve(&mut self, asked: Booking) -> Outcome {
@@ -178,9 +259,14 @@ impl Batch {
             && booking.ticket_type_id == asked.ticket_type_id;
         let mut why_not = None;
         if !booking.status.is_decided() && same_request {
+            let kind = booking.ticket_type_id;
             why_not = self
                 .stock
-                .shortfall(booking.ticket_type_id, booking.quantity)
+                .shortfall(kind, booking.quantity)
+                .or_else(|| {
+                    let waits = self.queue.entries.iter().any(|e| e.ticket_type_id == kind);
+                    waits.then_some(LIST_FIRST)
+                })
                 .map(str::to_owned);
             if let (Some(limit), Some(user)) = (&mut self.per_user, booking.user_id) {
                 let taken = limit.taken.entry(user).or_default();
@@ -243,6 +329,11 @@ impl Batch {
             self.writes
                 .entry(booking.id)
                 .or_insert(Write::Update { from });
+            let outcome = outcome(booking, self.stock.event);
+            if from.takes_tickets() && !to.takes_tickets() {
+                self.offer();
+            }
+            return outcome;
         }
         outcome(booking, self.stock.event)
     }
@@ -256,7 +347,8 @@ pub fn unknown_event(commands: &[Command]) -> Vec<Outcome> {
         .collect()
 }
 
-fn outcome(booking: &Booking, remaining: i32) -> Outcome {
+/// A booking's outcome, with `remaining` tickets left to the event.
+pub fn outcome(booking: &Booking, remaining: i32) -> Outcome {
     Outcome {
         reservation_id: booking.id,
         event_id: booking.event_id,
@@ -287,9 +379,10 @@ pub fn refusal(command: &Command, message: &str) -> Outcome {
             ticket_type_id,
             ..
         } => (quantity, user_id, hold_seconds, ticket_type_id),
-        Command::Confirm { .. } | Command::Expire { .. } | Command::Cancel { .. } => {
-            (0, None, None, None)
-        }
+        Command::Confirm { .. }
+        | Command::Expire { .. }
+        | Command::Cancel { .. }
+        | Command::Offer { .. } => (0, None, None, None),
     };
     Outcome {
         reservation_id: command.reservation_id(),

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use shared::messages::{Command, ReservationStatus};
 use uuid::Uuid;
 
-use super::{Booking, PerUser, Write, decide};
+use super::{Booking, PerUser, Queue, Write, decide};
 use crate::stock::{Stock, TypeStock};
 
 const EVENT: i64 = 7;
@@ -88,11 +88,19 @@ fn cancel(n: u128) -> Command {
 }
 
 fn statuses(commands: &[Command], available: i32) -> Vec<ReservationStatus> {
-    decide(EVENT, t0(), available, None, HashMap::new(), commands)
-        .outcomes
-        .iter()
-        .map(|o| o.status)
-        .collect()
+    decide(
+        EVENT,
+        t0(),
+        available,
+        None,
+        Queue::default(),
+        HashMap::new(),
+        commands,
+    )
+    .outcomes
+    .iter()
+    .map(|o| o.status)
+    .collect()
 }
 
 #[test]
@@ -113,6 +121,7 @@ fn a_reserve_and_its_cancel_in_one_batch_insert_the_final_row() {
         t0(),
         5,
         None,
+        Queue::default(),
         HashMap::new(),
         &[reserve(0, 2), cancel(0)],
     );
@@ -145,6 +154,7 @@ fn another_requests_booking_is_reported_never_changed() {
         t0(),
         5,
         None,
+        Queue::default(),
         HashMap::from([(id(0), theirs.clone())]),
         &[reserve(0, 1), cancel(0)],
     );
@@ -176,6 +186,7 @@ fn a_cancel_by_another_client_is_unknown() {
         t0(),
         3,
         None,
+        Queue::default(),
         HashMap::from([(id(0), mine)]),
         &[cancel(0)],
     );
@@ -200,6 +211,7 @@ fn a_user_gets_no_more_than_the_limit_whatever_the_order() {
         t0(),
         100,
         limit(4, &[(7, 1)]),
+        Queue::default(),
         HashMap::new(),
         &batch,
     );
@@ -218,7 +230,15 @@ fn a_user_gets_no_more_than_the_limit_whatever_the_order() {
 #[test]
 fn tickets_given_back_count_against_the_limit_no_more() {
     let batch = [reserve_for(0, 3, 7), cancel(0), reserve_for(1, 3, 7)];
-    let decision = decide(EVENT, t0(), 100, limit(3, &[]), HashMap::new(), &batch);
+    let decision = decide(
+        EVENT,
+        t0(),
+        100,
+        limit(3, &[]),
+        Queue::default(),
+        HashMap::new(),
+        &batch,
+    );
     assert_eq!(decision.outcomes[2].status, ReservationStatus::Confirmed);
     // Sold out decides before the limit: the message says so.
     let decision = decide(
@@ -226,6 +246,7 @@ fn tickets_given_back_count_against_the_limit_no_more() {
         t0(),
         1,
         limit(3, &[]),
+        Queue::default(),
         HashMap::new(),
         &[reserve_for(0, 2, 7)],
     );
@@ -257,7 +278,15 @@ fn a_shared_quota_drained_from_two_types_sells_no_more_than_itself() {
         ticket_type_id: Some(kind),
     };
     let batch: Vec<Command> = (0..8).map(|n| of_type(n, 1 + (n % 2) as i64)).collect();
-    let decision = decide(EVENT, t0(), stock, None, HashMap::new(), &batch);
+    let decision = decide(
+        EVENT,
+        t0(),
+        stock,
+        None,
+        Queue::default(),
+        HashMap::new(),
+        &batch,
+    );
     let statuses: Vec<_> = decision.outcomes.iter().map(|o| o.status).collect();
     assert_eq!(statuses[..5], [Confirmed; 5]);
     assert_eq!(statuses[5..], [Rejected; 3]);
@@ -271,10 +300,52 @@ fn a_shared_quota_drained_from_two_types_sells_no_more_than_itself() {
         t0(),
         decision.stock,
         None,
+        Queue::default(),
         HashMap::new(),
         &[reserve(20, 1)],
     );
     assert_eq!(untyped.outcomes[0].status, Rejected);
+}
+
+#[test]
+fn tickets_given_back_go_to_the_waiting_list_in_order_before_new_buyers() {
+    use ReservationStatus::{Cancelled, Confirmed, Held, Rejected};
+    let entry = |n: u128, quantity| super::Waiting {
+        id: id(100 + n),
+        ticket_type_id: None,
+        client_id: 5,
+        user_id: None,
+        quantity,
+    };
+    let queue = Queue {
+        entries: [entry(0, 2), entry(1, 1), entry(2, 1)].into(),
+        hold_seconds: 300,
+    };
+    let confirmed = |n: u128, quantity| Booking {
+        id: id(n),
+        event_id: EVENT,
+        ticket_type_id: None,
+        client_id: 0,
+        user_id: None,
+        quantity,
+        hold_seconds: None,
+        status: Confirmed,
+        expires_at: None,
+    };
+    let bookings = HashMap::from([(id(0), confirmed(0, 1)), (id(1), confirmed(1, 2))]);
+    // Sold out; one ticket back (too few for the first entry, which keeps
+    // its place), a new buyer, then two more back.
+    let batch = [cancel(0), reserve(7, 1), cancel(1), reserve(8, 1)];
+    let decision = decide(EVENT, t0(), 0, None, queue, bookings, &batch);
+    let statuses: Vec<_> = decision.outcomes.iter().map(|o| o.status).collect();
+    assert_eq!(statuses, [Cancelled, Rejected, Cancelled, Rejected]);
+    assert_eq!(decision.outcomes[1].message, super::LIST_FIRST);
+    // Three back in all: the first entry (2), then the second (1).
+    assert_eq!(decision.offered, [id(100), id(101)]);
+    assert_eq!(decision.bookings[&id(100)].status, Held);
+    assert_eq!(decision.bookings[&id(101)].quantity, 1);
+    assert_eq!(decision.stock.event, 0);
+    assert_eq!(decision.writes[&id(100)], Write::Insert);
 }
 
 /// A random batch: reserves and holds of 1 to 4 tickets, ids often
@@ -305,12 +376,12 @@ proptest! {
     /// or in a confirmed or held booking, also once the holds are due.
     #[test]
     fn no_oversell(capacity in 0i32..30, commands in batch()) {
-        let decision = decide(EVENT, t0(), capacity, None, HashMap::new(), &commands);
+        let decision = decide(EVENT, t0(), capacity, None, Queue::default(), HashMap::new(), &commands);
         prop_assert!(decision.stock.event >= 0);
         prop_assert!(decision.stock.event <= capacity);
         prop_assert_eq!(decision.stock.event + taken(&decision.bookings), capacity);
         let later = t0() + TimeDelta::seconds(60);
-        let after = decide(EVENT, later, decision.stock.event, None, decision.bookings, &commands);
+        let after = decide(EVENT, later, decision.stock.event, None, Queue::default(), decision.bookings, &commands);
         prop_assert!((0..=capacity).contains(&after.stock.event));
         prop_assert_eq!(after.stock.event + taken(&after.bookings), capacity);
     }
@@ -329,7 +400,7 @@ proptest! {
         before in proptest::collection::vec(0i32..=4, 3),
     ) {
         let taken: Vec<(i64, i32)> = (1..=3).zip(before.iter().copied()).collect();
-        let decision = decide(EVENT, t0(), 100, limit(4, &taken), HashMap::new(), &commands);
+        let decision = decide(EVENT, t0(), 100, limit(4, &taken), Queue::default(), HashMap::new(), &commands);
         for (user, had) in taken {
             let now: i32 = decision
                 .bookings
@@ -345,9 +416,9 @@ proptest! {
     /// expire) expires it and gives its tickets back; nothing confirms it.
     #[test]
     fn a_due_hold_only_expires(capacity in 0i32..30, commands in batch()) {
-        let first = decide(EVENT, t0(), capacity, None, HashMap::new(), &commands);
+        let first = decide(EVENT, t0(), capacity, None, Queue::default(), HashMap::new(), &commands);
         let later = t0() + TimeDelta::seconds(60);
-        let after = decide(EVENT, later, first.stock.event, None, first.bookings.clone(), &commands);
+        let after = decide(EVENT, later, first.stock.event, None, Queue::default(), first.bookings.clone(), &commands);
         for (id, before) in &first.bookings {
             let now = after.bookings[id].status;
             if before.status == ReservationStatus::Held {
@@ -367,7 +438,7 @@ proptest! {
     #[test]
     fn first_come_first_served_and_all_or_nothing(capacity in 0i32..30, commands in batch()) {
         use ReservationStatus::{Cancelled, Confirmed, Held, Rejected, Released};
-        let decision = decide(EVENT, t0(), capacity, None, HashMap::new(), &commands);
+        let decision = decide(EVENT, t0(), capacity, None, Queue::default(), HashMap::new(), &commands);
         let mut ledger: HashMap<Uuid, (i32, ReservationStatus)> = HashMap::new();
         let mut left = capacity;
         for (command, outcome) in commands.iter().zip(&decision.outcomes) {
@@ -385,6 +456,8 @@ proptest! {
                     // another request: reported as stored, not decided.
                     prop_assert_eq!(outcome.status, status);
                 }
+                // The batches here have no waiting list to offer to.
+                Command::Offer { .. } => {}
                 Command::Confirm { reservation_id, .. }
                 | Command::Cancel { reservation_id, .. }
                 | Command::Expire { reservation_id, .. } => {
@@ -415,10 +488,10 @@ proptest! {
     /// answers, nothing to write, no ticket moves.
     #[test]
     fn a_replay_returns_the_stored_decisions(capacity in 0i32..30, commands in batch()) {
-        let first = decide(EVENT, t0(), capacity, None, HashMap::new(), &commands);
+        let first = decide(EVENT, t0(), capacity, None, Queue::default(), HashMap::new(), &commands);
         let reservations: Vec<Command> =
             commands.iter().filter(|c| matches!(c, Command::Reserve { .. })).cloned().collect();
-        let replay = decide(EVENT, t0(), first.stock.event, None, first.bookings.clone(), &reservations);
+        let replay = decide(EVENT, t0(), first.stock.event, None, Queue::default(), first.bookings.clone(), &reservations);
         prop_assert!(replay.writes.is_empty());
         prop_assert_eq!(replay.stock.event, first.stock.event);
         for outcome in &replay.outcomes {
@@ -432,8 +505,8 @@ proptest! {
     #[test]
     fn decided_bookings_change_only_from_a_live_state(capacity in 0i32..30, commands in batch()) {
         use ReservationStatus::{Cancelled, Confirmed, Held, Released};
-        let first = decide(EVENT, t0(), capacity, None, HashMap::new(), &commands);
-        let again = decide(EVENT, t0(), first.stock.event, None, first.bookings.clone(), &commands);
+        let first = decide(EVENT, t0(), capacity, None, Queue::default(), HashMap::new(), &commands);
+        let again = decide(EVENT, t0(), first.stock.event, None, Queue::default(), first.bookings.clone(), &commands);
         for (id, write) in &again.writes {
             let to = again.bookings[id].status;
             let allowed = matches!(

@@ -14,17 +14,17 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    IsolationLevel, QueryFilter, QuerySelect, Statement, TransactionTrait,
+    IsolationLevel, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
     sea_query::{Expr, ExprTrait, MysqlQueryBuilder, Query},
 };
 use shared::{
-    entities::{event, quota, reservation, ticket_type},
+    entities::{event, quota, reservation, ticket_type, waiting_entry},
     messages::{Command, Outcome, ReservationStatus},
 };
 use uuid::Uuid;
 
 use crate::{
-    rules::{self, Booking, Decision, PerUser, Write},
+    rules::{self, Booking, Decision, PerUser, Queue, Waiting, Write},
     stock::{Stock, TypeStock},
 };
 
@@ -44,15 +44,20 @@ pub struct Decided {
     /// The event's availability and row version after the commit, for the
     /// cache; `None` when the event does not exist.
     pub availability: Option<(i32, i64)>,
+    /// The holds offered to waiting-list entries, as outcomes (no client
+    /// waits for them; the expiry schedule does).
+    pub offers: Vec<Outcome>,
 }
 
 /// Decides `commands` (all for `event_id`, in arrival order) with the
-/// fencing token `fence`.
+/// fencing token `fence`; a hold offered to the waiting list lasts
+/// `offer_hold_seconds`.
 pub async fn decide(
     db: &DatabaseConnection,
     event_id: i64,
     fence: i64,
     commands: &[Command],
+    offer_hold_seconds: i32,
 ) -> Result<Decided, DecideError> {
     // READ COMMITTED: the event row lock already serialises deciders of one
     // event; REPEATABLE READ would add gap locks on the reservations index
@@ -69,6 +74,7 @@ pub async fn decide(
         return Ok(Decided {
             outcomes: rules::unknown_event(commands),
             availability: None,
+            offers: Vec::new(),
         });
     };
     if event.fence_token > fence {
@@ -78,7 +84,8 @@ pub async fn decide(
         });
     }
 
-    let now = if needs_clock(commands) {
+    let queue = queue(&txn, &event, offer_hold_seconds).await?;
+    let now = if needs_clock(commands) || !queue.entries.is_empty() {
         database_now(&txn).await?
     } else {
         Utc::now()
@@ -98,11 +105,13 @@ pub async fn decide(
         stock: left,
         bookings,
         writes,
+        offered,
     } = rules::decide(
         event_id,
         now,
         stock.clone(),
         per_user(&txn, &event, commands).await?,
+        queue,
         bookings,
         commands,
     );
@@ -113,6 +122,7 @@ pub async fn decide(
         return Ok(Decided {
             outcomes,
             availability: Some((event.available, event.version)),
+            offers: Vec::new(),
         });
     }
     let mut inserts = Vec::new();
@@ -129,6 +139,7 @@ pub async fn decide(
         txn.execute_unprepared(&insert(&inserts)?).await?;
     }
     write_stock(&txn, &stock, &left).await?;
+    mark_offered(&txn, &offered, now).await?;
     let updated = event::Entity::update_many()
         .col_expr(event::Column::Available, Expr::value(available))
         .col_expr(event::Column::FenceToken, Expr::value(fence))
@@ -137,6 +148,10 @@ pub async fn decide(
             Expr::col(event::Column::Version).add(1),
         )
         .col_expr(event::Column::UpdatedAt, Expr::value(now))
+        .col_expr(
+            event::Column::Waiting,
+            Expr::col(event::Column::Waiting).sub(offered.len() as i32),
+        )
         .filter(event::Column::Id.eq(event_id))
         .filter(event::Column::FenceToken.lte(fence))
         .exec(&txn)
@@ -148,9 +163,15 @@ pub async fn decide(
         });
     }
     txn.commit().await?;
+    let offers = offered
+        .iter()
+        .filter_map(|id| bookings.get(id))
+        .map(|booking| rules::outcome(booking, available))
+        .collect();
     Ok(Decided {
         outcomes,
         availability: Some((available, event.version + 1)),
+        offers,
     })
 }
 
@@ -182,6 +203,63 @@ async fn database_now(txn: &DatabaseTransaction) -> Result<DateTime<Utc>, DbErr>
         .ok_or_else(|| DbErr::RecordNotFound("UTC_TIMESTAMP(6)".into()))?;
     let now: NaiveDateTime = row.try_get("", "now")?;
     Ok(now.and_utc())
+}
+
+/// The event's waiting list, in order, when its row says it has one (the
+/// entries are locked: an entry offered here cannot be offered twice).
+async fn queue(
+    txn: &DatabaseTransaction,
+    event: &event::Model,
+    hold_seconds: i32,
+) -> Result<Queue, DbErr> {
+    use waiting_entry::Column as C;
+    if event.waiting <= 0 {
+        return Ok(Queue::default());
+    }
+    let entries = waiting_entry::Entity::find()
+        .filter(C::EventId.eq(event.id))
+        .filter(C::OfferedAt.is_null())
+        .order_by_asc(C::Seq)
+        .limit(256)
+        .lock_exclusive()
+        .all(txn)
+        .await?;
+    Ok(Queue {
+        entries: entries
+            .into_iter()
+            .map(|e| Waiting {
+                id: e.id,
+                ticket_type_id: e.ticket_type_id,
+                client_id: e.client_id,
+                user_id: e.user_id,
+                quantity: e.quantity,
+            })
+            .collect(),
+        hold_seconds,
+    })
+}
+
+/// Marks the entries offered in this transaction.
+async fn mark_offered(
+    txn: &DatabaseTransaction,
+    offered: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if offered.is_empty() {
+        return Ok(());
+    }
+    let marked = waiting_entry::Entity::update_many()
+        .col_expr(waiting_entry::Column::OfferedAt, Expr::value(now))
+        .filter(waiting_entry::Column::Id.is_in(offered.iter().copied()))
+        .filter(waiting_entry::Column::OfferedAt.is_null())
+        .exec(txn)
+        .await?;
+    if marked.rows_affected != offered.len() as u64 {
+        return Err(DbErr::Custom(
+            "a waiting-list entry was offered meanwhile".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// What the event has left: its own count and, when it sells ticket types,

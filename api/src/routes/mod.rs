@@ -8,6 +8,7 @@ pub mod reservations;
 pub mod reserve;
 pub mod ticket_types;
 pub mod users;
+pub mod waiting_list;
 
 use axum::{
     Json, Router,
@@ -37,6 +38,7 @@ use crate::{extract::REQUEST_ID, middleware::limit_reserve, problem::ApiError, s
         ticket_types::create_quota, ticket_types::create, ticket_types::list, ticket_types::update,
         reserve::reserve,
         reservations::get, reservations::confirm, reservations::cancel,
+        waiting_list::join, waiting_list::get,
         users::create,
         clients::create, clients::list, clients::revoke,
         health::healthz, health::readyz,
@@ -93,6 +95,8 @@ pub fn router(state: AppState) -> Router {
             get(reservations::get).delete(reservations::cancel),
         )
         .route("/reservations/{id}/confirm", post(reservations::confirm))
+        .route("/events/{id}/waiting-list", post(waiting_list::join))
+        .route("/waiting-list/{id}", get(waiting_list::get))
         .route("/users", post(users::create))
         .route("/admin/clients", post(clients::create).get(clients::list))
         .route(

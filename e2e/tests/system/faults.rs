@@ -97,13 +97,13 @@ async fn stale_fencing_token_is_refused_by_the_database_layer() {
     .await;
     let event = app.create_event(10).await;
     let first = reserve(event, 2);
-    let decided = decide(&app.db, event, 1000, std::slice::from_ref(&first))
+    let decided = decide(&app.db, event, 1000, std::slice::from_ref(&first), 600)
         .await
         .expect("fresh token");
     assert_eq!(decided.outcomes[0].status, ReservationStatus::Confirmed);
 
     let stale = reserve(event, 3);
-    match decide(&app.db, event, 999, std::slice::from_ref(&stale)).await {
+    match decide(&app.db, event, 999, std::slice::from_ref(&stale), 600).await {
         Err(DecideError::StaleFence { presented, stored }) => {
             assert_eq!((presented, stored), (999, 1000));
         }
@@ -114,7 +114,7 @@ async fn stale_fencing_token_is_refused_by_the_database_layer() {
     assert!(!snapshot.reservations.contains_key(&stale.reservation_id()));
 
     // A redelivered command returns the stored decision and takes nothing.
-    let again = decide(&app.db, event, 1001, &[first.clone(), first])
+    let again = decide(&app.db, event, 1001, &[first.clone(), first], 600)
         .await
         .unwrap();
     assert!(

@@ -19,3 +19,4 @@ mod seed;
 mod settings;
 mod ticket_types;
 mod trace;
+mod waiting_list;

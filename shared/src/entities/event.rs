@@ -21,6 +21,8 @@ pub struct Model {
     pub max_per_user: Option<i32>,
     /// How many ticket types it has (0: it sells untyped tickets only).
     pub ticket_types: i32,
+    /// Waiting-list entries not offered tickets yet.
+    pub waiting: i32,
     pub available: i32,
     pub fence_token: i64,
     /// Bumped by every committed decision; orders cache writes.

@@ -9,3 +9,4 @@ pub mod reservation_request;
 mod status;
 pub mod ticket_type;
 pub mod user;
+pub mod waiting_entry;

@@ -1,0 +1,124 @@
+//! Waiting lists (issue #12, item 4): tickets that come back go to the
+//! queue in order, as holds, before new buyers; positions are visible to
+//! the client that joined.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::{app::TestApp, invariants};
+
+async fn join(app: &TestApp, event: i64) -> (u16, Value) {
+    let response = app
+        .http
+        .post(app.url(&format!("/events/{event}/waiting-list")))
+        .send()
+        .await
+        .expect("join");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn entry(app: &TestApp, id: &str) -> Value {
+    let response = app
+        .http
+        .get(app.url(&format!("/waiting-list/{id}")))
+        .send()
+        .await
+        .expect("GET entry");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("json")
+}
+
+/// Polls the entry until it is offered.
+async fn offered(app: &TestApp, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let entry = entry(app, id).await;
+        if entry["status"] == "offered" {
+            return entry;
+        }
+        assert!(Instant::now() < deadline, "{id} never offered: {entry}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_waiting_list_is_served_in_order_while_new_buyers_keep_arriving() {
+    let app = TestApp::spawn().await;
+    let event = app.create_event(3).await;
+    let mut sold = Vec::new();
+    for _ in 0..3 {
+        let (status, body) = app.reserve(event, None).await;
+        assert_eq!(status, 200, "{body}");
+        sold.push(body["reservation_id"].as_str().expect("id").to_owned());
+    }
+    // Not while tickets are left: join only a sold-out event.
+    let spare = app.create_event(1).await;
+    assert_eq!(join(&app, spare).await.0, 409);
+
+    let mut entries = Vec::new();
+    for position in 1..=3 {
+        let (status, body) = join(&app, event).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["status"], "waiting");
+        assert_eq!(body["position"], position);
+        entries.push(body["id"].as_str().expect("id").to_owned());
+    }
+
+    // New buyers keep coming while two tickets come back.
+    let buyers = async {
+        let mut answers = Vec::new();
+        for _ in 0..30 {
+            answers.push(app.reserve(event, None).await);
+        }
+        answers
+    };
+    let cancels = async {
+        for id in &sold[..2] {
+            let response = app
+                .http
+                .delete(app.url(&format!("/reservations/{id}")))
+                .send()
+                .await
+                .expect("DELETE");
+            assert_eq!(response.status(), 200);
+        }
+    };
+    let (answers, ()) = futures::join!(buyers, cancels);
+    for (status, body) in &answers {
+        assert_eq!(*status, 409, "no new buyer gets a returned ticket: {body}");
+    }
+
+    // The first two entries, in order, hold them; the third is next.
+    for id in &entries[..2] {
+        let entry = offered(&app, id).await;
+        assert_eq!(entry["reservation"]["status"], "held", "{entry}");
+        assert_eq!(entry["reservation"]["reservation_id"], id.as_str());
+    }
+    let third = entry(&app, &entries[2]).await;
+    assert_eq!(third["status"], "waiting");
+    assert_eq!(third["position"], 1);
+
+    // An offer is a hold like any other: its client confirms it.
+    let response = app
+        .http
+        .post(app.url(&format!("/reservations/{}/confirm", entries[0])))
+        .send()
+        .await
+        .expect("confirm");
+    assert_eq!(response.status(), 200);
+    let snapshot = invariants::check(&app.db, event).await;
+    assert_eq!(snapshot.available, 0);
+
+    // The next ticket back goes to the third entry.
+    let response = app
+        .http
+        .delete(app.url(&format!("/reservations/{}", entries[1])))
+        .send()
+        .await
+        .expect("release the second offer");
+    assert_eq!(response.status(), 200);
+    let entry = offered(&app, &entries[2]).await;
+    assert_eq!(entry["reservation"]["status"], "held");
+    invariants::check(&app.db, event).await;
+}

@@ -48,6 +48,10 @@ pub(crate) enum SessionError {
     BrokerUrl(String),
     #[error("the partition assignment stopped")]
     AssignmentEnded,
+    /// lapin can leave a call's answer pending for good when the
+    /// connection dies at that moment; the session ends instead.
+    #[error("the broker did not answer {0} within {1:?}")]
+    BrokerSilent(&'static str, Duration),
 }
 
 pub struct Worker {
@@ -165,9 +169,13 @@ impl Worker {
         )
         .await?;
         let result = self.consume_assigned(&connection, shutdown).await;
-        // Closing hands every unacknowledged command back to the queue.
-        if let Err(error) = connection.close(200, "worker stopping".into()).await {
-            tracing::debug!(%error, "closing the broker connection");
+        // Closing hands every unacknowledged command back to the queue (as
+        // does a connection that died, which may never answer the close).
+        let closing = connection.close(200, "worker stopping".into());
+        match tokio::time::timeout(timeout, closing).await {
+            Ok(Err(error)) => tracing::debug!(%error, "closing the broker connection"),
+            Err(_) => tracing::debug!("the broker did not answer the close"),
+            Ok(Ok(())) => {}
         }
         result
     }

@@ -63,10 +63,11 @@ impl Worker {
                 Ok(command) => command,
                 Err(error) => {
                     tracing::warn!(%error, bytes = delivery.data.len(), "dead-lettering a message that is not a command");
-                    delivery
-                        .acker
-                        .reject(BasicRejectOptions { requeue: false })
-                        .await?;
+                    self.bounded(
+                        "a reject",
+                        delivery.acker.reject(BasicRejectOptions { requeue: false }),
+                    )
+                    .await?;
                     continue;
                 }
             };
@@ -143,11 +144,13 @@ impl Worker {
             // The whole batch is this group, and every earlier batch is
             // settled: one cumulative ack up to the last tag covers it.
             if let Some((last, _)) = items.last() {
-                last.acker.ack(BasicAckOptions { multiple: true }).await?;
+                let ack = last.acker.ack(BasicAckOptions { multiple: true });
+                self.bounded("an ack", ack).await?;
             }
         } else {
             for (delivery, _) in &items {
-                delivery.acker.ack(BasicAckOptions::default()).await?;
+                let ack = delivery.acker.ack(BasicAckOptions::default());
+                self.bounded("an ack", ack).await?;
             }
         }
         for ((delivery, _), outcome) in items.iter().zip(&decided.outcomes) {
@@ -311,6 +314,26 @@ impl Worker {
             holds.release(hold).await;
         }
         result
+    }
+}
+
+impl Worker {
+    /// A broker call of the consume loop, bounded by the backend timeout.
+    /// Found by `scripts/chaos restart-rabbitmq`: a worker whose
+    /// connection was reset while it acked a batch waited on that ack for
+    /// good, and its partition's commands with it (51 `inv5-lost`).
+    /// Ending the session instead reconnects, and the broker redelivers
+    /// what was not acked (deciding again is harmless).
+    async fn bounded<T>(
+        &self,
+        what: &'static str,
+        call: impl std::future::Future<Output = lapin::Result<T>>,
+    ) -> Result<T, SessionError> {
+        let limit = self.config.connections.backend_timeout();
+        match tokio::time::timeout(limit, call).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(SessionError::BrokerSilent(what, limit)),
+        }
     }
 }
 

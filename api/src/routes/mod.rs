@@ -1,6 +1,7 @@
 //! The router and the OpenAPI document generated from the handlers.
 
 pub mod clients;
+pub mod docs;
 pub mod events;
 pub mod health;
 pub mod problems;
@@ -92,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .merge(docs::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(

@@ -3,6 +3,7 @@
 //! behaviour (workers, signals, crashes, limits of the server loop) is in
 //! `e2e`.
 
+mod docs;
 mod harness;
 mod problems;
 mod proxy;

@@ -62,8 +62,12 @@ pub struct ReserveParams {
 #[utoipa::path(post, path = "/events/{id}/reserve", tag = "reservations",
     params(
         ("id" = i64, Path, description = "Event id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; scoped to the caller"),
-        ("Prefer" = Option<String>, Header, description = "`respond-async` to get 202 at once"),
+        // The rule of `IdempotencyKey::parse`: HTTP already drops the
+        // whitespace around a header value, so what arrives is the key.
+        ("Idempotency-Key" = Option<String>, Header, nullable = false,
+            min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+            description = "1-255 visible ASCII characters; scoped to the caller"),
+        ("Prefer" = Option<String>, Header, nullable = false, description = "`respond-async` to get 202 at once"),
         ReserveParams,
     ),
     request_body(content = Option<ReserveRequest>, description = "Optional; no body means quantity 1"),

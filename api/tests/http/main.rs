@@ -7,4 +7,5 @@ mod docs;
 mod harness;
 mod problems;
 mod proxy;
+mod spec;
 mod validation;

@@ -191,3 +191,25 @@ async fn bad_input_is_a_4xx_problem_and_changes_nothing() {
     let spec = api.get("/openapi.json").await.body;
     assert!(spec["paths"]["/events/{id}/reserve"]["post"].is_object());
 }
+
+/// A reserve sent with `?wait=false` (no worker runs here): its answer.
+async fn reserve(api: &Api, body: &str, key: Option<&str>) -> crate::harness::Answer {
+    let mut request =
+        Request::post("/events/1/reserve?wait=false").header("content-type", "application/json");
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    api.call(request.body(Body::from(body.to_owned())).unwrap())
+        .await
+}
+
+/// Whatever the declared pattern (`^[!-~]+$`, 1 to 255) allows is a key.
+#[tokio::test]
+async fn every_declared_idempotency_key_is_taken() {
+    let api = Api::spawn().await;
+    let visible: String = ('!'..='~').collect();
+    for key in [visible, "~".repeat(255)] {
+        let answer = reserve(&api, "", Some(&key)).await;
+        assert_eq!(answer.status, 202, "{key}: {}", answer.body);
+    }
+}

@@ -1,0 +1,51 @@
+//! The OpenAPI document says exactly what the server accepts: a generator
+//! (scripts/fuzz) that follows it must never be refused for following it,
+//! nor accepted for breaking it. These tests read the document only.
+
+use api::ApiDoc;
+use serde_json::Value;
+use shared::domain::IdempotencyKey;
+use utoipa::OpenApi;
+
+fn document() -> Value {
+    serde_json::to_value(ApiDoc::openapi()).expect("the document is JSON")
+}
+
+/// The parameter `name` of `method path`.
+fn parameter(spec: &Value, path: &str, method: &str, name: &str) -> Value {
+    spec["paths"][path][method]["parameters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{method} {path} has no parameters"))
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"))
+        .clone()
+}
+
+#[test]
+fn the_idempotency_key_header_declares_the_servers_rule() {
+    let spec = document();
+    let header = parameter(&spec, "/events/{id}/reserve", "post", "Idempotency-Key");
+    let schema = &header["schema"];
+    assert_eq!(schema["type"], "string", "a header is never null: {header}");
+    assert_eq!(schema["minLength"], 1, "{header}");
+    assert_eq!(schema["maxLength"], IdempotencyKey::MAX_LEN, "{header}");
+    assert_eq!(schema["pattern"], "^[!-~]+$", "{header}");
+
+    // What the pattern allows, the server takes: every visible ASCII
+    // character, at both ends of the length range.
+    let visible: String = ('!'..='~').collect();
+    for key in [visible.as_str(), "!", &"~".repeat(IdempotencyKey::MAX_LEN)] {
+        assert!(IdempotencyKey::parse(key).is_ok(), "{key:?}");
+    }
+}
+
+#[test]
+fn reservation_ids_are_declared_as_uuids() {
+    let spec = document();
+    for method in ["get", "delete"] {
+        let id = parameter(&spec, "/reservations/{id}", method, "id");
+        assert_eq!(id["schema"]["type"], "string", "{method}: {id}");
+        assert_eq!(id["schema"]["format"], "uuid", "{method}: {id}");
+    }
+}

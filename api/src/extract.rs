@@ -22,6 +22,8 @@ use crate::{
 
 /// An optional JSON body. No body (or only whitespace) is `None` whatever
 /// the content type, so a bare `curl -X POST` works; a body must be JSON.
+/// The JSON `null` is `None` too: it is JSON's "nothing", and the OpenAPI
+/// document (utoipa's `Option<T>` body) allows it.
 pub struct OptionalJson<T>(pub Option<T>);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
@@ -48,11 +50,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        json(&bytes).map(|value| Self(Some(value)))
+        json::<Option<T>>(&bytes).map(Self)
     }
 }
 
-/// A required JSON body.
+/// A required JSON body: neither absent nor `null`.
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {

@@ -203,6 +203,28 @@ async fn reserve(api: &Api, body: &str, key: Option<&str>) -> crate::harness::An
         .await
 }
 
+/// `null` is the JSON for "nothing": where the body is optional it is the
+/// same as no body (the OpenAPI document allows it there).
+#[tokio::test]
+async fn a_null_optional_body_is_no_body() {
+    let api = Api::spawn().await;
+    let answer = reserve(&api, "null", None).await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let id = answer.body["reservation_id"].as_str().unwrap().to_owned();
+    let stored = api.get(&format!("/reservations/{id}")).await;
+    assert_eq!(stored.body["quantity"], 1, "{}", stored.body);
+
+    // Where a body is required, `null` is still not one.
+    let request = Request::post("/events")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", env("ADMIN_TOKEN")))
+        .body(Body::from("null"))
+        .unwrap();
+    let refused = api.call(request).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(refused.body["detail"], "a JSON body is required");
+}
+
 /// Whatever the declared pattern (`^[!-~]+$`, 1 to 255) allows is a key.
 #[tokio::test]
 async fn every_declared_idempotency_key_is_taken() {

@@ -9,6 +9,7 @@ mod broker;
 mod catalog;
 pub mod config;
 mod extract;
+mod integral;
 mod known_events;
 mod middleware;
 mod pending;

@@ -31,6 +31,7 @@ pub struct NewEvent {
     pub name: String,
     /// Number of tickets, 1 to 10,000,000.
     #[schema(minimum = 1, maximum = 10_000_000)]
+    #[serde(deserialize_with = "crate::integral::i64")]
     pub capacity: i64,
     pub starts_at: Option<DateTime<Utc>>,
     #[schema(max_length = 200)]

@@ -39,8 +39,10 @@ pub struct ReserveRequest {
     /// Tickets to take, all or nothing; 1 to the configured maximum
     /// (default 1).
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::integral::option_i64")]
     pub quantity: Option<i64>,
     /// An existing user, if the reservation is for one.
+    #[serde(default, deserialize_with = "crate::integral::option_i64")]
     pub user_id: Option<i64>,
 }
 

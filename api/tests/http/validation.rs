@@ -225,6 +225,41 @@ async fn a_null_optional_body_is_no_body() {
     assert_eq!(refused.body["detail"], "a JSON body is required");
 }
 
+/// JSON has one number type: `2.0` is the integer 2 to JSON Schema, so
+/// every integer field takes it; `2.5` stays refused (in the table above).
+#[tokio::test]
+async fn integral_numbers_are_integers() {
+    let api = Api::spawn().await;
+    let admin = |path: &str, body: &str| {
+        Request::post(path)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", env("ADMIN_TOKEN")))
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let event = api
+        .call(admin("/events", r#"{"name": "x", "capacity": 30076.0}"#))
+        .await;
+    assert_eq!(event.status, 201, "{}", event.body);
+    assert_eq!(event.body["capacity"], 30076);
+
+    let user = api
+        .call(admin(
+            "/users",
+            r#"{"email": "a@example.com", "name": "A"}"#,
+        ))
+        .await;
+    assert_eq!(user.status, 201, "{}", user.body);
+    let user_id = user.body["id"].as_i64().unwrap();
+    let body = format!(r#"{{"quantity": 2e0, "user_id": {user_id}.0}}"#);
+    let answer = reserve(&api, &body, None).await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let id = answer.body["reservation_id"].as_str().unwrap().to_owned();
+    let stored = api.get(&format!("/reservations/{id}")).await;
+    assert_eq!(stored.body["quantity"], 2, "{}", stored.body);
+    assert_eq!(stored.body["user_id"], user_id, "{}", stored.body);
+}
+
 /// Whatever the declared pattern (`^[!-~]+$`, 1 to 255) allows is a key.
 #[tokio::test]
 async fn every_declared_idempotency_key_is_taken() {

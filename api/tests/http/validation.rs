@@ -99,6 +99,8 @@ async fn bad_input_is_a_4xx_problem_and_changes_nothing() {
         case("unknown field", M::POST, reserve, 422).json(r#"{"qty": 1}"#),
         case("array body", M::POST, reserve, 422).json("[1, 2]"),
         case("malformed JSON", M::POST, reserve, 400).json(r#"{"quantity":"#),
+        // Not JSON either, and a body: no body is zero bytes.
+        case("only whitespace", M::POST, reserve, 400).json(" \n"),
         case("unknown user", M::POST, reserve, 422).json(r#"{"user_id": 424242}"#),
         case("wrong content type", M::POST, reserve, 415).raw("text/plain", "{}".into()),
         case("oversized body", M::POST, reserve, 413).raw(

@@ -40,9 +40,39 @@ use crate::{extract::REQUEST_ID, middleware::limit_reserve, problem::ApiError, s
         clients::create, clients::list, clients::revoke,
         health::healthz, health::readyz,
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &OperationIds),
 )]
 pub struct ApiDoc;
+
+/// utoipa names an operation after its handler, and handlers of different
+/// modules share names (`get`, `create`). OpenAPI requires unique ids, and
+/// tools resolve links and `Location` headers through them (Schemathesis
+/// sent event ids to `/reservations/{id}`): the tag in front makes them
+/// unique (`events_get`, `reservations_get`).
+struct OperationIds;
+
+impl Modify for OperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let tag = operation.tags.as_ref().and_then(|tags| tags.first());
+                if let (Some(tag), Some(id)) = (tag, &operation.operation_id) {
+                    operation.operation_id = Some(format!("{tag}_{id}"));
+                }
+            }
+        }
+    }
+}
 
 /// Two bearer schemes: the admin token, and a client's API key (optional
 /// unless `REQUIRE_API_KEY` is on; each route lists what it accepts).

@@ -49,3 +49,19 @@ fn reservation_ids_are_declared_as_uuids() {
         assert_eq!(id["schema"]["format"], "uuid", "{method}: {id}");
     }
 }
+
+#[test]
+fn operation_ids_are_unique() {
+    let spec = document();
+    let mut ids = Vec::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("a path item") {
+            let id = operation["operationId"].as_str();
+            ids.push(id.unwrap_or_else(|| panic!("{method} {path} has no operationId")));
+        }
+    }
+    let count = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "duplicated operationIds among {ids:?}");
+}

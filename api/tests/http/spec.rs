@@ -65,3 +65,15 @@ fn operation_ids_are_unique() {
     ids.dedup();
     assert_eq!(ids.len(), count, "duplicated operationIds among {ids:?}");
 }
+
+/// MySQL's DATETIME holds years 1000 to 9999, and the server refuses the
+/// rest: the document says so.
+#[test]
+fn event_times_declare_their_years() {
+    let spec = document();
+    let event = &spec["components"]["schemas"]["NewEvent"]["properties"];
+    for field in ["starts_at", "sale_opens_at", "sale_closes_at"] {
+        assert_eq!(event[field]["format"], "date-time", "{field}");
+        assert_eq!(event[field]["pattern"], "^[1-9][0-9]{3}-", "{field}");
+    }
+}

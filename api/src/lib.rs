@@ -23,5 +23,5 @@ mod state;
 mod views;
 mod waiters;
 
-pub use routes::{ApiDoc, router};
+pub use routes::{ApiDoc, document, router};
 pub use state::AppState;

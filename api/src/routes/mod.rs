@@ -4,6 +4,7 @@ pub mod clients;
 pub mod docs;
 pub mod events;
 pub mod health;
+mod links;
 pub mod problems;
 pub mod reservations;
 pub mod reserve;
@@ -43,6 +44,16 @@ use crate::{extract::REQUEST_ID, middleware::limit_reserve, problem::ApiError, s
     modifiers(&SecuritySchemes, &OperationIds),
 )]
 pub struct ApiDoc;
+
+/// The document `/openapi.json` serves: the generated one, with the links
+/// between operations (`links`).
+pub fn document() -> serde_json::Value {
+    // Serializing plain structs and maps cannot fail; `Null` would only
+    // leave the links out.
+    let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    links::add(&mut document);
+    document
+}
 
 /// utoipa names an operation after its handler, and handlers of different
 /// modules share names (`get`, `create`). OpenAPI requires unique ids, and
@@ -122,7 +133,7 @@ pub fn router(state: AppState) -> Router {
         .route("/problems/{slug}", get(problems::describe))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/openapi.json", get(|| async { Json(document()) }))
         .merge(docs::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,15 +1,11 @@
 //! The OpenAPI document says exactly what the server accepts: a generator
 //! (scripts/fuzz) that follows it must never be refused for following it,
-//! nor accepted for breaking it. These tests read the document only.
+//! nor accepted for breaking it. These tests read the document only (the
+//! one `/openapi.json` serves).
 
-use api::ApiDoc;
+use api::document;
 use serde_json::Value;
 use shared::domain::IdempotencyKey;
-use utoipa::OpenApi;
-
-fn document() -> Value {
-    serde_json::to_value(ApiDoc::openapi()).expect("the document is JSON")
-}
 
 /// The parameter `name` of `method path`.
 fn parameter(spec: &Value, path: &str, method: &str, name: &str) -> Value {

@@ -20,8 +20,11 @@ use crate::{
     state::AppState,
 };
 
-/// An optional JSON body. No body (or only whitespace) is `None` whatever
-/// the content type, so a bare `curl -X POST` works; a body must be JSON.
+/// An optional JSON body. No body (zero bytes) is `None` whatever the
+/// content type, so a bare `curl -X POST` works; a body must be JSON, so
+/// one of only whitespace is malformed, as the OpenAPI document says. The
+/// JSON `null` is `None` too: it is JSON's "nothing", and the document
+/// (utoipa's `Option<T>` body) allows it.
 pub struct OptionalJson<T>(pub Option<T>);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
@@ -42,17 +45,17 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
         )
         .await
         .map_err(|_| ApiError::RequestTimeout(timeout.as_millis() as u64))??;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.is_empty() {
             return Ok(Self(None));
         }
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        json(&bytes).map(|value| Self(Some(value)))
+        json::<Option<T>>(&bytes).map(Self)
     }
 }
 
-/// A required JSON body.
+/// A required JSON body: neither absent nor `null`.
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {

@@ -9,6 +9,7 @@ mod broker;
 mod catalog;
 pub mod config;
 mod extract;
+mod integral;
 mod known_events;
 mod middleware;
 mod pending;
@@ -22,5 +23,5 @@ mod state;
 mod views;
 mod waiters;
 
-pub use routes::{ApiDoc, router};
+pub use routes::{ApiDoc, document, router};
 pub use state::AppState;

@@ -24,6 +24,9 @@ use crate::{
 const MAX_CAPACITY: i32 = 10_000_000;
 const MAX_TEXT: usize = 200;
 
+// The times' `pattern`, `^[1-9][0-9]{3}-`, is their rule: MySQL's DATETIME
+// holds years 1000 to 9999 only (checked in `create`), which `date-time`
+// alone allows.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
@@ -31,19 +34,24 @@ pub struct NewEvent {
     pub name: String,
     /// Number of tickets, 1 to 10,000,000.
     #[schema(minimum = 1, maximum = 10_000_000)]
+    #[serde(deserialize_with = "crate::integral::i64")]
     pub capacity: i64,
+    #[schema(pattern = "^[1-9][0-9]{3}-")]
     pub starts_at: Option<DateTime<Utc>>,
     #[schema(max_length = 200)]
     pub venue: Option<String>,
     /// Reservations are refused before this time (default: on sale at once).
+    #[schema(pattern = "^[1-9][0-9]{3}-")]
     pub sale_opens_at: Option<DateTime<Utc>>,
     /// Reservations are refused from this time on (default: never); after
     /// `sale_opens_at`.
+    #[schema(pattern = "^[1-9][0-9]{3}-")]
     pub sale_closes_at: Option<DateTime<Utc>>,
     /// Most tickets one user may hold and have confirmed across all their
     /// reservations (default: no limit). Reservations must then name their
     /// `user_id`.
     #[schema(minimum = 1, maximum = 10_000_000)]
+    #[serde(default, deserialize_with = "crate::integral::option_i64")]
     pub max_per_user: Option<i64>,
 }
 

@@ -1,8 +1,10 @@
 //! The router and the OpenAPI document generated from the handlers.
 
 pub mod clients;
+pub mod docs;
 pub mod events;
 pub mod health;
+mod links;
 pub mod problems;
 pub mod reservations;
 pub mod reserve;
@@ -43,9 +45,49 @@ use crate::{extract::REQUEST_ID, middleware::limit_reserve, problem::ApiError, s
         clients::create, clients::list, clients::revoke,
         health::healthz, health::readyz,
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &OperationIds),
 )]
 pub struct ApiDoc;
+
+/// The document `/openapi.json` serves: the generated one, with the links
+/// between operations (`links`).
+pub fn document() -> serde_json::Value {
+    // Serializing plain structs and maps cannot fail; `Null` would only
+    // leave the links out.
+    let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    links::add(&mut document);
+    document
+}
+
+/// utoipa names an operation after its handler, and handlers of different
+/// modules share names (`get`, `create`). OpenAPI requires unique ids, and
+/// tools resolve links and `Location` headers through them (Schemathesis
+/// sent event ids to `/reservations/{id}`): the tag in front makes them
+/// unique (`events_get`, `reservations_get`).
+struct OperationIds;
+
+impl Modify for OperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let tag = operation.tags.as_ref().and_then(|tags| tags.first());
+                if let (Some(tag), Some(id)) = (tag, &operation.operation_id) {
+                    operation.operation_id = Some(format!("{tag}_{id}"));
+                }
+            }
+        }
+    }
+}
 
 /// Two bearer schemes: the admin token, and a client's API key (optional
 /// unless `REQUIRE_API_KEY` is on; each route lists what it accepts).
@@ -107,7 +149,8 @@ pub fn router(state: AppState) -> Router {
         .route("/problems/{slug}", get(problems::describe))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/openapi.json", get(|| async { Json(document()) }))
+        .merge(docs::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(

@@ -40,10 +40,12 @@ pub struct ReserveRequest {
     /// Tickets to take, all or nothing; 1 to the configured maximum
     /// (default 1).
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::integral::option_i64")]
     pub quantity: Option<i64>,
     /// An existing user, if the reservation is for one; required by an
     /// event with `max_per_user`, whose limit counts this user's held and
     /// confirmed tickets (a reservation over it is rejected, 409).
+    #[serde(default, deserialize_with = "crate::integral::option_i64")]
     pub user_id: Option<i64>,
     /// `true` holds the tickets (`status: "held"`) until they are
     /// confirmed (`POST /reservations/{id}/confirm`), released
@@ -52,10 +54,12 @@ pub struct ReserveRequest {
     pub hold: Option<bool>,
     /// The ticket type to take from (`GET /events/{id}/ticket-types`);
     /// required when the event sells types, refused (422) when it does not.
+    #[serde(default, deserialize_with = "crate::integral::option_i64")]
     pub ticket_type: Option<i64>,
     /// How long the hold lasts, with `"hold": true` only: 1 to the live
     /// maximum (900 by default); the live default (600) when absent.
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::integral::option_i64")]
     pub hold_seconds: Option<i64>,
 }
 
@@ -94,8 +98,12 @@ pub struct ReserveParams {
 #[utoipa::path(post, path = "/events/{id}/reserve", tag = "reservations",
     params(
         ("id" = i64, Path, description = "Event id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; scoped to the caller"),
-        ("Prefer" = Option<String>, Header, description = "`respond-async` to get 202 at once"),
+        // The rule of `IdempotencyKey::parse`: HTTP already drops the
+        // whitespace around a header value, so what arrives is the key.
+        ("Idempotency-Key" = Option<String>, Header, nullable = false,
+            min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+            description = "1-255 visible ASCII characters; scoped to the caller"),
+        ("Prefer" = Option<String>, Header, nullable = false, description = "`respond-async` to get 202 at once"),
         ReserveParams,
     ),
     request_body(content = Option<ReserveRequest>, description = "Optional; no body means quantity 1"),

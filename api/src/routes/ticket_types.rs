@@ -36,6 +36,7 @@ pub struct NewQuota {
     pub name: String,
     /// Tickets the quota's types may sell together, 1 to 10,000,000.
     #[schema(minimum = 1, maximum = 10_000_000)]
+    #[serde(deserialize_with = "crate::integral::i64")]
     pub capacity: i64,
 }
 
@@ -46,11 +47,14 @@ pub struct NewTicketType {
     pub name: String,
     /// Tickets of this type, 1 to 10,000,000.
     #[schema(minimum = 1, maximum = 10_000_000)]
+    #[serde(deserialize_with = "crate::integral::i64")]
     pub capacity: i64,
     /// Price in the smallest currency unit (default 0).
     #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "crate::integral::option_i64")]
     pub price_cents: Option<i64>,
     /// A quota of the same event this type shares with others.
+    #[serde(default, deserialize_with = "crate::integral::option_i64")]
     pub quota_id: Option<i64>,
 }
 
@@ -60,6 +64,7 @@ pub struct NewTicketType {
 pub struct TicketTypeChange {
     /// New capacity: never below what is held or sold (409 otherwise).
     #[schema(minimum = 1, maximum = 10_000_000)]
+    #[serde(default, deserialize_with = "crate::integral::option_i64")]
     pub capacity: Option<i64>,
     /// `true` stops selling the type (what it sold stays sold).
     pub closed: Option<bool>,

@@ -41,8 +41,10 @@ pub struct JoinRequest {
     /// Tickets wanted, all or nothing; 1 to the configured maximum
     /// (default 1).
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::integral::option_i64")]
     pub quantity: Option<i64>,
     /// The ticket type, for an event that sells types.
+    #[serde(default, deserialize_with = "crate::integral::option_i64")]
     pub ticket_type: Option<i64>,
 }
 

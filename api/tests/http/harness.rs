@@ -23,11 +23,13 @@ pub struct Api {
     _app: App,
 }
 
-/// An answer: status, headers and the body as JSON (`Null` if it is not).
+/// An answer: status, headers and the body as JSON (`Null` if it is not)
+/// and as text (lossy UTF-8).
 pub struct Answer {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Value,
+    pub text: String,
 }
 
 impl Api {
@@ -80,6 +82,7 @@ impl Api {
             status,
             headers,
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            text: String::from_utf8_lossy(&bytes).into_owned(),
         }
     }
 

@@ -3,7 +3,9 @@
 //! behaviour (workers, signals, crashes, limits of the server loop) is in
 //! `e2e`.
 
+mod docs;
 mod harness;
 mod problems;
 mod proxy;
+mod spec;
 mod validation;

@@ -99,6 +99,8 @@ async fn bad_input_is_a_4xx_problem_and_changes_nothing() {
         case("unknown field", M::POST, reserve, 422).json(r#"{"qty": 1}"#),
         case("array body", M::POST, reserve, 422).json("[1, 2]"),
         case("malformed JSON", M::POST, reserve, 400).json(r#"{"quantity":"#),
+        // Not JSON either, and a body: no body is zero bytes.
+        case("only whitespace", M::POST, reserve, 400).json(" \n"),
         case("unknown user", M::POST, reserve, 422).json(r#"{"user_id": 424242}"#),
         case("wrong content type", M::POST, reserve, 415).raw("text/plain", "{}".into()),
         case("oversized body", M::POST, reserve, 413).raw(
@@ -190,4 +192,83 @@ async fn bad_input_is_a_4xx_problem_and_changes_nothing() {
     // The API describes itself.
     let spec = api.get("/openapi.json").await.body;
     assert!(spec["paths"]["/events/{id}/reserve"]["post"].is_object());
+}
+
+/// A reserve sent with `?wait=false` (no worker runs here): its answer.
+async fn reserve(api: &Api, body: &str, key: Option<&str>) -> crate::harness::Answer {
+    let mut request =
+        Request::post("/events/1/reserve?wait=false").header("content-type", "application/json");
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    api.call(request.body(Body::from(body.to_owned())).unwrap())
+        .await
+}
+
+/// `null` is the JSON for "nothing": where the body is optional it is the
+/// same as no body (the OpenAPI document allows it there).
+#[tokio::test]
+async fn a_null_optional_body_is_no_body() {
+    let api = Api::spawn().await;
+    let answer = reserve(&api, "null", None).await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let id = answer.body["reservation_id"].as_str().unwrap().to_owned();
+    let stored = api.get(&format!("/reservations/{id}")).await;
+    assert_eq!(stored.body["quantity"], 1, "{}", stored.body);
+
+    // Where a body is required, `null` is still not one.
+    let request = Request::post("/events")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", env("ADMIN_TOKEN")))
+        .body(Body::from("null"))
+        .unwrap();
+    let refused = api.call(request).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(refused.body["detail"], "a JSON body is required");
+}
+
+/// JSON has one number type: `2.0` is the integer 2 to JSON Schema, so
+/// every integer field takes it; `2.5` stays refused (in the table above).
+#[tokio::test]
+async fn integral_numbers_are_integers() {
+    let api = Api::spawn().await;
+    let admin = |path: &str, body: &str| {
+        Request::post(path)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", env("ADMIN_TOKEN")))
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let event = api
+        .call(admin("/events", r#"{"name": "x", "capacity": 30076.0}"#))
+        .await;
+    assert_eq!(event.status, 201, "{}", event.body);
+    assert_eq!(event.body["capacity"], 30076);
+
+    let user = api
+        .call(admin(
+            "/users",
+            r#"{"email": "a@example.com", "name": "A"}"#,
+        ))
+        .await;
+    assert_eq!(user.status, 201, "{}", user.body);
+    let user_id = user.body["id"].as_i64().unwrap();
+    let body = format!(r#"{{"quantity": 2e0, "user_id": {user_id}.0}}"#);
+    let answer = reserve(&api, &body, None).await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let id = answer.body["reservation_id"].as_str().unwrap().to_owned();
+    let stored = api.get(&format!("/reservations/{id}")).await;
+    assert_eq!(stored.body["quantity"], 2, "{}", stored.body);
+    assert_eq!(stored.body["user_id"], user_id, "{}", stored.body);
+}
+
+/// Whatever the declared pattern (`^[!-~]+$`, 1 to 255) allows is a key.
+#[tokio::test]
+async fn every_declared_idempotency_key_is_taken() {
+    let api = Api::spawn().await;
+    let visible: String = ('!'..='~').collect();
+    for key in [visible, "~".repeat(255)] {
+        let answer = reserve(&api, "", Some(&key)).await;
+        assert_eq!(answer.status, 202, "{key}: {}", answer.body);
+    }
 }

@@ -48,6 +48,9 @@ def status_of(reservation_id):
 
 # The api's default MAX_QUANTITY (a live setting, so not in the schema).
 MAX_QUANTITY = 10
+# The live MAX_HOLD_SECONDS and DEFAULT_HOLD_SECONDS defaults.
+MAX_HOLD_SECONDS = 900
+DEFAULT_HOLD_SECONDS = 600
 
 
 def instant(value):
@@ -66,7 +69,14 @@ def fit_to_state(case):
       at most the live MAX_QUANTITY (default 10), and an Idempotency-Key
       once used stands for its first request (another one with the same
       key is refused with 422): a key is given a fresh value when it would
-      stand for a different request, and kept when it replays the same one.
+      stand for a different request, and kept when it replays the same one;
+      hold_seconds comes with "hold": true and is at most the live
+      MAX_HOLD_SECONDS (900); an event with ticket types needs one of its
+      own (ticket_type), an event without refuses one; an event with a
+      per-user limit needs a user_id;
+    - POST /events/{id}/ticket-types: quota_id must be one of the event's;
+    - POST /events/{id}/waiting-list: ticket_type as for reserve, and an
+      event with a per-user limit has none (the case goes to event 1).
 
     Only valid (positive) cases are fitted; invalid ones stay as generated.
     """
@@ -76,6 +86,22 @@ def fit_to_state(case):
     route = (case.method.upper(), case.operation.path)
     if route == ("POST", "/events/{id}/reserve"):
         fit_reserve(case)
+    if route == ("POST", "/events/{id}/ticket-types") and isinstance(case.body, dict):
+        if case.body.get("quota_id") is not None:
+            quota = sql(
+                f"SELECT MIN(id) FROM quotas WHERE event_id = {event_of(case)}"
+            ).strip()
+            if quota.isdigit():
+                case.body["quota_id"] = int(quota)
+            else:
+                del case.body["quota_id"]
+    if route == ("POST", "/events/{id}/waiting-list"):
+        if terms_of(event_of(case))[0]:
+            case.path_parameters["id"] = 1
+        if isinstance(case.body, dict):
+            fit_type(case, case.body)
+            if isinstance(case.body.get("quantity"), (int, float)):
+                case.body["quantity"] = min(case.body["quantity"], MAX_QUANTITY)
     if route == ("POST", "/events") and isinstance(case.body, dict):
         body = case.body
         opens, closes = instant(body.get("sale_opens_at")), instant(body.get("sale_closes_at"))
@@ -90,15 +116,58 @@ def stored_ask(key):
     """What the Idempotency-Key `key` was first used for (every case has the
     same caller, the admin token), or None."""
     row = sql(
-        "SELECT event_id, quantity, IFNULL(user_id, '') FROM reservation_requests"
+        "SELECT event_id, quantity, IFNULL(user_id, ''), IFNULL(hold_seconds, ''),"
+        " IFNULL(ticket_type_id, '') FROM reservation_requests"
         f" WHERE idempotency_key = CONVERT(UNHEX('{key.encode().hex()}') USING ascii)"
     ).rstrip("\n")
     return tuple(row.split("\t")) if row else None
 
 
+def event_of(case):
+    """The event id in the case's path, as an integer (0 if none)."""
+    try:
+        return int((case.path_parameters or {}).get("id"))
+    except (TypeError, ValueError):
+        return 0
+
+
+def terms_of(event):
+    """(has a per-user limit, its first ticket type or None)."""
+    row = sql(
+        "SELECT IFNULL(max_per_user, ''), "
+        f"(SELECT IFNULL(MIN(id), '') FROM ticket_types WHERE event_id = {event}) "
+        f"FROM events WHERE id = {event}"
+    ).rstrip("\n")
+    if not row:
+        return (False, None)
+    limit, kind = (row.split("\t") + ["", ""])[:2]
+    return (limit != "", int(kind) if kind.isdigit() else None)
+
+
+def fit_type(case, body):
+    """ticket_type: one of the event's types when it has some, else none."""
+    kind = terms_of(event_of(case))[1]
+    if kind is None:
+        body.pop("ticket_type", None)
+    else:
+        body["ticket_type"] = kind
+
+
 def fit_reserve(case):
     global _fresh_keys
+    if case.body is None:
+        case.body = {}
     body = case.body if isinstance(case.body, dict) else {}
+    limited = terms_of(event_of(case))[0]
+    if limited and body.get("user_id") is None:
+        if not sql("SELECT MIN(id) FROM users").strip().isdigit():
+            sql("INSERT IGNORE INTO users (email, name) VALUES ('fuzz@example.com', 'Fuzz')")
+        body["user_id"] = 0
+    fit_type(case, body)
+    if body.get("hold_seconds") is not None:
+        body["hold"] = True
+        if isinstance(body["hold_seconds"], (int, float)):
+            body["hold_seconds"] = min(body["hold_seconds"], MAX_HOLD_SECONDS)
     if body.get("user_id") is not None:
         user = sql("SELECT MIN(id) FROM users").strip()
         if user.isdigit():
@@ -112,8 +181,14 @@ def fit_reserve(case):
     if name is None:
         return
     user = body.get("user_id")
+    hold = body.get("hold_seconds")
+    if body.get("hold") is True and hold is None:
+        hold = DEFAULT_HOLD_SECONDS
+    kind = body.get("ticket_type")
     ask = (str((case.path_parameters or {}).get("id")), str(int(body.get("quantity") or 1)),
-           "" if user is None else str(user))
+           "" if user is None else str(user),
+           "" if not body.get("hold") or hold is None else str(int(hold)),
+           "" if kind is None else str(kind))
     stored = stored_ask(headers[name].strip())
     if stored is not None and stored != ask:
         _fresh_keys += 1

@@ -267,6 +267,7 @@ fn a_shared_quota_drained_from_two_types_sells_no_more_than_itself() {
         typed: true,
         types: [(1, kind(10)), (2, kind(10))].into(),
         quotas: [(9, 5)].into(),
+        off_sale: None,
     };
     let of_type = |n: u128, kind: i64| Command::Reserve {
         reservation_id: id(n),

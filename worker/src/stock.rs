@@ -27,6 +27,10 @@ pub struct Stock {
     pub typed: bool,
     pub types: BTreeMap<i64, TypeStock>,
     pub quotas: BTreeMap<i64, i32>,
+    /// Why the event sells nothing now (its sale window, on the
+    /// database's clock), if it does not: the api refuses such requests
+    /// first, from terms it may have read a few seconds earlier.
+    pub off_sale: Option<&'static str>,
 }
 
 /// An event without types: only its own count.
@@ -43,6 +47,9 @@ impl Stock {
     /// Why `quantity` tickets of `ticket_type` cannot be taken now, if
     /// they cannot.
     pub fn shortfall(&self, ticket_type: Option<i64>, quantity: i32) -> Option<&'static str> {
+        if self.off_sale.is_some() {
+            return self.off_sale;
+        }
         if quantity <= 0 || quantity > self.event {
             return Some(NOT_ENOUGH);
         }
@@ -109,6 +116,7 @@ mod tests {
                 (3, kind(8, None)),
             ]),
             quotas: BTreeMap::from([(9, 5)]),
+            off_sale: None,
         }
     }
 
@@ -139,5 +147,10 @@ mod tests {
         stock.event = 1;
         assert_eq!(stock.shortfall(Some(1), 2), Some(NOT_ENOUGH));
         assert_eq!(Stock::from(3).shortfall(None, 3), None);
+        let closed = Stock {
+            off_sale: Some("Sale closed"),
+            ..Stock::from(3)
+        };
+        assert_eq!(closed.shortfall(None, 1), Some("Sale closed"));
     }
 }

@@ -85,7 +85,8 @@ pub async fn decide(
     }
 
     let queue = queue(&txn, &event, offer_hold_seconds).await?;
-    let now = if needs_clock(commands) || !queue.entries.is_empty() {
+    let windowed = event.sale_opens_at.is_some() || event.sale_closes_at.is_some();
+    let now = if needs_clock(commands) || !queue.entries.is_empty() || windowed {
         database_now(&txn).await?
     } else {
         Utc::now()
@@ -99,7 +100,8 @@ pub async fn decide(
         .iter()
         .map(|row| (row.id, booking(row)))
         .collect();
-    let stock = stock(&txn, &event).await?;
+    let mut stock = stock(&txn, &event).await?;
+    stock.off_sale = off_sale(&event, now);
     let Decision {
         outcomes,
         stock: left,
@@ -283,6 +285,7 @@ async fn stock(txn: &DatabaseTransaction, event: &event::Model) -> Result<Stock,
     Ok(Stock {
         event: event.available,
         typed: true,
+        off_sale: None,
         types: types
             .into_iter()
             .map(|t| {
@@ -296,6 +299,18 @@ async fn stock(txn: &DatabaseTransaction, event: &event::Model) -> Result<Stock,
             .collect(),
         quotas: quotas.into_iter().map(|q| (q.id, q.available)).collect(),
     })
+}
+
+/// Why the event's sale window refuses new reservations at `now`, if it
+/// does (open from `sale_opens_at` included to `sale_closes_at` excluded).
+fn off_sale(event: &event::Model, now: DateTime<Utc>) -> Option<&'static str> {
+    if event.sale_opens_at.is_some_and(|opens| now < opens) {
+        Some("Sale not open yet")
+    } else if event.sale_closes_at.is_some_and(|closes| now >= closes) {
+        Some("Sale closed")
+    } else {
+        None
+    }
 }
 
 /// Stores the types' and quotas' counts that the decision changed (the

@@ -7,7 +7,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Datelike, Utc};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
+};
 use serde::Deserialize;
 use shared::entities::event;
 use utoipa::{IntoParams, ToSchema};
@@ -30,7 +33,7 @@ const MAX_TEXT: usize = 200;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
     /// Number of tickets, 1 to 10,000,000.
     #[schema(minimum = 1, maximum = 10_000_000)]
@@ -230,6 +233,101 @@ pub async fn list(
         None
     };
     Ok(Json(EventPage { events, next_after }))
+}
+
+/// A change to an event; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventChange {
+    /// New capacity: never below what is held or sold (409 otherwise).
+    #[schema(minimum = 1, maximum = 10_000_000)]
+    #[serde(default, deserialize_with = "crate::integral::option_i64")]
+    pub capacity: Option<i64>,
+    /// `true` closes the sale now (`sale_closes_at` becomes now): new
+    /// reservations are refused, holds can still be confirmed.
+    pub closed: Option<bool>,
+}
+
+/// Changes an event's capacity or closes its sale (admin).
+#[utoipa::path(patch, path = "/events/{id}", tag = "events",
+    params(("id" = i64, Path, description = "Event id")),
+    request_body = EventChange,
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, body = Event),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The new capacity is below what is held or sold", body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update(
+    State(state): State<AppState>,
+    _admin: Admin,
+    PathId(event_id): PathId<i64>,
+    JsonBody(change): JsonBody<EventChange>,
+) -> Result<Json<Event>, ApiError> {
+    let capacity = change
+        .capacity
+        .map(|raw| {
+            i32::try_from(raw)
+                .ok()
+                .filter(|c| (1..=MAX_CAPACITY).contains(c))
+                .ok_or_else(|| {
+                    ApiError::Unprocessable(format!(
+                        "capacity must be between 1 and {MAX_CAPACITY}"
+                    ))
+                })
+        })
+        .transpose()?;
+    catalog::find(&state, event_id).await?;
+    let backend = state.db.get_database_backend();
+    if let Some(capacity) = capacity {
+        // One statement, like a worker's decision under the row lock: it
+        // waits for a deciding transaction, moves `available` by the
+        // capacity's change only if what is held or sold still fits, and
+        // bumps the version so caches take the new count.
+        let moved = state
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                "UPDATE events SET available = available + (? - capacity), capacity = ?, \
+                 version = version + 1 WHERE id = ? AND available + (? - capacity) >= 0",
+                [
+                    capacity.into(),
+                    capacity.into(),
+                    event_id.into(),
+                    capacity.into(),
+                ],
+            ))
+            .await?;
+        if moved.rows_affected() == 0 {
+            return Err(ApiError::Conflict(format!(
+                "event {event_id} has more than {capacity} tickets held or sold"
+            )));
+        }
+    }
+    if change.closed == Some(true) {
+        // Closed from now on: an opening still to come goes too (the
+        // window must close after it opens).
+        state
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                "UPDATE events SET \
+                 sale_opens_at = IF(sale_opens_at > UTC_TIMESTAMP(6), NULL, sale_opens_at), \
+                 sale_closes_at = LEAST(COALESCE(sale_closes_at, UTC_TIMESTAMP(6)), UTC_TIMESTAMP(6)) \
+                 WHERE id = ?",
+                [event_id.into()],
+            ))
+            .await?;
+    }
+    let event = catalog::find(&state, event_id).await?;
+    catalog::cache(&state, &event).await;
+    Ok(Json(event.into()))
 }
 
 /// One event, with its capacity and remaining tickets.

@@ -36,7 +36,7 @@ use crate::{extract::REQUEST_ID, middleware::limit_reserve, problem::ApiError, s
 #[openapi(
     info(title = "Ticket reservation system", description = "Reserve tickets without overselling."),
     paths(
-        events::tickets, events::create, events::list, events::get,
+        events::tickets, events::create, events::list, events::get, events::update,
         ticket_types::create_quota, ticket_types::create, ticket_types::list, ticket_types::update,
         reserve::reserve,
         reservations::get, reservations::confirm, reservations::cancel,
@@ -120,7 +120,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), limit_reserve));
     Router::new()
         .route("/events", post(events::create).get(events::list))
-        .route("/events/{id}", get(events::get))
+        .route("/events/{id}", get(events::get).patch(events::update))
         .route("/events/{id}/tickets", get(events::tickets))
         .route("/events/{id}/quotas", post(ticket_types::create_quota))
         .route(

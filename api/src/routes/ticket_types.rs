@@ -32,7 +32,7 @@ const MAX_CAPACITY: i64 = 10_000_000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewQuota {
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     /// Tickets the quota's types may sell together, 1 to 10,000,000.
     #[schema(minimum = 1, maximum = 10_000_000)]
@@ -43,7 +43,7 @@ pub struct NewQuota {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTicketType {
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     /// Tickets of this type, 1 to 10,000,000.
     #[schema(minimum = 1, maximum = 10_000_000)]
@@ -145,7 +145,7 @@ fn taken_name(error: sea_orm::DbErr) -> ApiError {
 }
 
 /// Creates a quota that several of the event's ticket types can share.
-#[utoipa::path(post, path = "/events/{id}/quotas", tag = "events",
+#[utoipa::path(post, path = "/events/{id}/quotas", tag = "ticket_types",
     params(("id" = i64, Path, description = "Event id")),
     request_body = NewQuota,
     security(("admin_token" = [])),
@@ -194,7 +194,7 @@ pub async fn create_quota(
 /// Creates a ticket type. From then on every reservation of the event
 /// must name one (`ticket_type`); other api replicas learn it within
 /// `TERMS_MAX_AGE` (5 s), and the worker refuses an untyped one meanwhile.
-#[utoipa::path(post, path = "/events/{id}/ticket-types", tag = "events",
+#[utoipa::path(post, path = "/events/{id}/ticket-types", tag = "ticket_types",
     params(("id" = i64, Path, description = "Event id")),
     request_body = NewTicketType,
     security(("admin_token" = [])),
@@ -271,7 +271,7 @@ pub async fn create(
 }
 
 /// The event's ticket types with what each has left.
-#[utoipa::path(get, path = "/events/{id}/ticket-types", tag = "events",
+#[utoipa::path(get, path = "/events/{id}/ticket-types", tag = "ticket_types",
     params(("id" = i64, Path, description = "Event id")),
     responses(
         (status = 200, body = Vec<TicketType>),
@@ -300,7 +300,7 @@ pub async fn of_event(state: &AppState, event_id: i64) -> Result<Vec<TicketType>
 
 /// Changes a type's capacity (never below what it has held or sold) or
 /// closes it.
-#[utoipa::path(patch, path = "/ticket-types/{id}", tag = "events",
+#[utoipa::path(patch, path = "/ticket-types/{id}", tag = "ticket_types",
     params(("id" = i64, Path, description = "Ticket type id")),
     request_body = TicketTypeChange,
     security(("admin_token" = [])),

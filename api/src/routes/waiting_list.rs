@@ -75,7 +75,7 @@ pub struct WaitingEntry {
 }
 
 /// Joins the waiting list of a sold-out event (or ticket type).
-#[utoipa::path(post, path = "/events/{id}/waiting-list", tag = "reservations",
+#[utoipa::path(post, path = "/events/{id}/waiting-list", tag = "waiting_list",
     params(("id" = i64, Path, description = "Event id")),
     request_body(content = Option<JoinRequest>, description = "Optional; no body means one ticket"),
     security((), ("api_key" = [])),
@@ -177,7 +177,7 @@ pub async fn join(
 }
 
 /// A waiting-list entry: its position, or the hold it was offered.
-#[utoipa::path(get, path = "/waiting-list/{id}", tag = "reservations",
+#[utoipa::path(get, path = "/waiting-list/{id}", tag = "waiting_list",
     params(("id" = Uuid, Path, description = "Entry id")),
     security((), ("api_key" = []), ("admin_token" = [])),
     responses(

@@ -138,3 +138,103 @@ async fn once_the_sale_closes_only_a_replayed_key_gets_an_answer_and_it_is_the_s
     assert_eq!(rows(&app, event).await, (1, 1));
     assert_eq!(app.tickets(event).await, 9);
 }
+
+async fn patch_event(app: &TestApp, event: i64, body: Value) -> (u16, Value) {
+    let response = app
+        .http
+        .patch(app.url(&format!("/events/{event}")))
+        .bearer_auth(testkit::app::env("ADMIN_TOKEN"))
+        .json(&body)
+        .send()
+        .await
+        .expect("PATCH event");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn closing_an_event_stops_its_sale_even_where_it_was_read_open() {
+    let mut app = TestApp::spawn().await;
+    let event = app.create_event(10).await;
+    let other = app.add_api(None).await;
+    // The second replica reads the event's terms (open) and keeps them
+    // for a few seconds.
+    let first = app
+        .http
+        .post(format!("{other}/events/{event}/reserve"))
+        .send()
+        .await
+        .expect("reserve");
+    assert_eq!(first.status(), 200);
+    let held: Value = app.reserve(event, Some(json!({"hold": true}))).await.1;
+    assert_eq!(held["status"], "held");
+
+    let (status, closed) = patch_event(&app, event, json!({"closed": true})).await;
+    assert_eq!(status, 200, "{closed}");
+    assert!(closed["sale_closes_at"].is_string(), "{closed}");
+    // Where it was closed: refused before anything is queued.
+    let (status, problem) = app.reserve(event, None).await;
+    assert_eq!(status, 403, "{problem}");
+    assert_eq!(problem["type"], "/problems/sale-closed");
+    // Where it was read open: queued, and rejected by the worker, which
+    // judges the window on the database's clock.
+    let late = app
+        .http
+        .post(format!("{other}/events/{event}/reserve"))
+        .send()
+        .await
+        .expect("reserve");
+    let status = late.status().as_u16();
+    let body: Value = late.json().await.expect("json");
+    assert!(
+        status == 403 || (status == 409 && body["message"] == "Sale closed"),
+        "{status} {body}"
+    );
+    // A hold taken while the sale was open can still be confirmed.
+    let id = held["reservation_id"].as_str().expect("id");
+    let confirmed = app
+        .http
+        .post(app.url(&format!("/reservations/{id}/confirm")))
+        .send()
+        .await
+        .expect("confirm");
+    assert_eq!(confirmed.status(), 200);
+    let snapshot = testkit::invariants::check(&app.db, event).await;
+    assert_eq!(snapshot.available, 8);
+}
+
+#[tokio::test]
+async fn an_event_capacity_moves_but_never_below_what_is_sold() {
+    let app = TestApp::spawn().await;
+    let event = app.create_event(5).await;
+    let (status, body) = app.reserve(event, Some(json!({"quantity": 3}))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, problem) = patch_event(&app, event, json!({"capacity": 2})).await;
+    assert_eq!(status, 409, "{problem}");
+    let (status, moved) = patch_event(&app, event, json!({"capacity": 8})).await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(
+        (
+            moved["capacity"].clone(),
+            moved["remaining_tickets"].clone()
+        ),
+        (json!(8), json!(5))
+    );
+    assert_eq!(app.tickets(event).await, 5);
+    let (status, moved) = patch_event(&app, event, json!({"capacity": 3})).await;
+    assert_eq!(
+        (status, moved["remaining_tickets"].clone()),
+        (200, json!(0))
+    );
+    let (status, body) = app.reserve(event, None).await;
+    assert_eq!(status, 409, "{body}");
+    for bad in [
+        json!({"capacity": 0}),
+        json!({"capacity": "x"}),
+        json!({"nope": 1}),
+    ] {
+        let (status, _) = patch_event(&app, event, bad.clone()).await;
+        assert!(status == 422 || status == 400, "{bad}: {status}");
+    }
+    testkit::invariants::check(&app.db, event).await;
+}

@@ -100,17 +100,25 @@ pub async fn confirm(
         client_id: stored.client_id,
     };
     let wait = state.settings.current().reserve_wait_timeout;
-    match pending::publish_and_wait(&state, &command, request_id.as_deref(), wait).await? {
-        Waited::Decided(outcome) if outcome.refused.is_some() => {
-            Err(ApiError::Refused(outcome.refused.unwrap_or_default()))
-        }
-        Waited::Decided(outcome) => Ok(decided(outcome)),
-        Waited::NotYet => Ok(accepted(
+    let queued = || {
+        accepted(
             id,
             ReservationStatus::Held,
             "Confirmation queued; not applied yet",
             false,
-        )),
+        )
+    };
+    match pending::publish_and_wait(&state, &command, request_id.as_deref(), wait).await? {
+        Waited::Decided(outcome) if outcome.refused.is_some() => {
+            Err(ApiError::Refused(outcome.refused.unwrap_or_default()))
+        }
+        // Still held: the outcome of another command for this id (a
+        // redelivered reserve) ended the wait, not this one's.
+        Waited::Decided(outcome) if outcome.status == ReservationStatus::Held => {
+            stored_or(&state, caller, id, Status::Held, queued).await
+        }
+        Waited::Decided(outcome) => Ok(decided(outcome)),
+        Waited::NotYet => Ok(queued()),
     }
 }
 
@@ -158,18 +166,39 @@ pub async fn cancel(
         client_id: stored.client_id,
     };
     let wait = state.settings.current().reserve_wait_timeout;
+    let was = stored.status;
+    let queued = || accepted(id, was, "Cancellation queued; not applied yet", false);
     match pending::publish_and_wait(&state, &command, request_id.as_deref(), wait).await? {
         Waited::Decided(outcome) if !outcome.status.takes_tickets() => {
             Ok(Json(find(&state, caller, id).await?).into_response())
         }
-        Waited::Decided(outcome) => Err(ApiError::Conflict(outcome.message)),
-        Waited::NotYet => Ok(accepted(
-            id,
-            stored.status,
-            "Cancellation queued; not applied yet",
-            false,
-        )),
+        // Still taking tickets: the outcome of another command for this id
+        // (a redelivered reserve or confirm) ended the wait.
+        Waited::Decided(_) => {
+            let now = find(&state, caller, id).await?;
+            if matches!(now.status, Status::Held | Status::Confirmed) {
+                Ok(queued())
+            } else {
+                Ok(Json(now).into_response())
+            }
+        }
+        Waited::NotYet => Ok(queued()),
     }
+}
+
+/// The reservation's answer from its stored row, unless the row is still
+/// `pending_in` (the command waited for is not decided yet): then `queued`.
+async fn stored_or(
+    state: &AppState,
+    caller: Caller,
+    id: Uuid,
+    pending_in: Status,
+    queued: impl FnOnce() -> Response,
+) -> Result<Response, ApiError> {
+    if find(state, caller, id).await?.status == pending_in {
+        return Ok(queued());
+    }
+    replay(state, id).await?.ok_or_else(|| gone(id))
 }
 
 fn gone(id: Uuid) -> ApiError {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod consumer;
 mod decision;
 pub mod deliveries;
+mod event_state;
 pub mod expiry;
 pub mod failpoint;
 pub mod fence;

@@ -1,0 +1,202 @@
+//! What a decision reads and writes of its event besides the bookings, in
+//! the deciding transaction (`store`), right after the event row is locked:
+//! the counts it gives out (the event's, its ticket types' and quotas'),
+//! the sale window on the database's clock, the per-user sums and the
+//! waiting list. Each is read only when the event row says the event has
+//! one, so a plain event's batch pays for none of them.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
+};
+use shared::{
+    entities::{event, quota, reservation, ticket_type, waiting_entry},
+    messages::{Command, ReservationStatus},
+};
+use uuid::Uuid;
+
+use crate::{
+    rules::{PerUser, Queue, Waiting},
+    stock::{Stock, TypeStock},
+    store::pad,
+};
+
+/// The event's waiting list, in order, when its row says it has one (the
+/// entries are locked: an entry offered here cannot be offered twice).
+pub async fn queue(
+    txn: &DatabaseTransaction,
+    event: &event::Model,
+    hold_seconds: i32,
+) -> Result<Queue, DbErr> {
+    use waiting_entry::Column as C;
+    if event.waiting <= 0 {
+        return Ok(Queue::default());
+    }
+    let entries = waiting_entry::Entity::find()
+        .filter(C::EventId.eq(event.id))
+        .filter(C::OfferedAt.is_null())
+        .order_by_asc(C::Seq)
+        .limit(256)
+        .lock_exclusive()
+        .all(txn)
+        .await?;
+    Ok(Queue {
+        entries: entries
+            .into_iter()
+            .map(|e| Waiting {
+                id: e.id,
+                ticket_type_id: e.ticket_type_id,
+                client_id: e.client_id,
+                user_id: e.user_id,
+                quantity: e.quantity,
+            })
+            .collect(),
+        hold_seconds,
+    })
+}
+
+/// Marks the entries offered in this transaction.
+pub async fn mark_offered(
+    txn: &DatabaseTransaction,
+    offered: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if offered.is_empty() {
+        return Ok(());
+    }
+    let marked = waiting_entry::Entity::update_many()
+        .col_expr(waiting_entry::Column::OfferedAt, Expr::value(now))
+        .filter(waiting_entry::Column::Id.is_in(offered.iter().copied()))
+        .filter(waiting_entry::Column::OfferedAt.is_null())
+        .exec(txn)
+        .await?;
+    if marked.rows_affected != offered.len() as u64 {
+        return Err(DbErr::Custom(
+            "a waiting-list entry was offered meanwhile".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What the event has left: its own count and, when it sells ticket types,
+/// each type's and quota's, locked like the event row (the api changes
+/// their capacity with conditional statements that wait for this
+/// transaction).
+pub async fn stock(txn: &DatabaseTransaction, event: &event::Model) -> Result<Stock, DbErr> {
+    if event.ticket_types == 0 {
+        return Ok(Stock::from(event.available));
+    }
+    let types = ticket_type::Entity::find()
+        .filter(ticket_type::Column::EventId.eq(event.id))
+        .lock_exclusive()
+        .all(txn)
+        .await?;
+    let quotas = quota::Entity::find()
+        .filter(quota::Column::EventId.eq(event.id))
+        .lock_exclusive()
+        .all(txn)
+        .await?;
+    Ok(Stock {
+        event: event.available,
+        typed: true,
+        off_sale: None,
+        types: types
+            .into_iter()
+            .map(|t| {
+                let kind = TypeStock {
+                    available: t.available,
+                    quota: t.quota_id,
+                    closed: t.closed,
+                };
+                (t.id, kind)
+            })
+            .collect(),
+        quotas: quotas.into_iter().map(|q| (q.id, q.available)).collect(),
+    })
+}
+
+/// Why the event's sale window refuses new reservations at `now`, if it
+/// does (open from `sale_opens_at` included to `sale_closes_at` excluded).
+pub fn off_sale(event: &event::Model, now: DateTime<Utc>) -> Option<&'static str> {
+    if event.sale_opens_at.is_some_and(|opens| now < opens) {
+        Some("Sale not open yet")
+    } else if event.sale_closes_at.is_some_and(|closes| now >= closes) {
+        Some("Sale closed")
+    } else {
+        None
+    }
+}
+
+/// Stores the types' and quotas' counts that the decision changed (the
+/// event's own goes with its fenced update).
+pub async fn write_stock(
+    txn: &DatabaseTransaction,
+    before: &Stock,
+    after: &Stock,
+) -> Result<(), DbErr> {
+    for (id, kind) in &after.types {
+        if before.types.get(id).map(|k| k.available) != Some(kind.available) {
+            ticket_type::Entity::update_many()
+                .col_expr(ticket_type::Column::Available, Expr::value(kind.available))
+                .filter(ticket_type::Column::Id.eq(*id))
+                .exec(txn)
+                .await?;
+        }
+    }
+    for (id, available) in &after.quotas {
+        if before.quotas.get(id) != Some(available) {
+            quota::Entity::update_many()
+                .col_expr(quota::Column::Available, Expr::value(*available))
+                .filter(quota::Column::Id.eq(*id))
+                .exec(txn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The event's per-user limit with what the batch's users already hold and
+/// have confirmed, read under the event's row lock (every writer of the
+/// event's reservations holds it, so the sums cannot change before commit).
+/// `None` when the event has no limit or no reserve names a user.
+pub async fn per_user(
+    txn: &DatabaseTransaction,
+    event: &event::Model,
+    commands: &[Command],
+) -> Result<Option<PerUser>, DbErr> {
+    use reservation::Column as C;
+    let Some(max) = event.max_per_user else {
+        return Ok(None);
+    };
+    let mut users: Vec<i64> = commands
+        .iter()
+        .filter_map(|command| match command {
+            Command::Reserve { user_id, .. } => *user_id,
+            _ => None,
+        })
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    if users.is_empty() {
+        return Ok(None);
+    }
+    let taken: Vec<(i64, i64)> = reservation::Entity::find()
+        .select_only()
+        .column(C::UserId)
+        .column_as(Expr::cust("CAST(SUM(quantity) AS SIGNED)"), "taken")
+        .filter(C::EventId.eq(event.id))
+        .filter(C::UserId.is_in(pad(&users)))
+        .filter(C::Status.is_in([ReservationStatus::Held, ReservationStatus::Confirmed]))
+        .group_by(C::UserId)
+        .into_tuple()
+        .all(txn)
+        .await?;
+    Ok(Some(PerUser {
+        max,
+        taken: taken
+            .into_iter()
+            .map(|(user, sum)| (user, i32::try_from(sum).unwrap_or(i32::MAX)))
+            .collect(),
+    }))
+}

@@ -155,24 +155,7 @@ pub async fn reserve(
             "event {event} limits tickets to {max} per user: name the user (user_id)"
         )));
     }
-    match (terms.typed, body.ticket_type) {
-        (true, None) => {
-            return Err(ApiError::Unprocessable(format!(
-                "event {event} sells ticket types: choose one (ticket_type)"
-            )));
-        }
-        (false, Some(_)) => {
-            return Err(ApiError::Unprocessable(format!(
-                "event {event} sells no ticket types"
-            )));
-        }
-        (true, Some(kind)) if !ticket_types::belongs(&state, event.0, kind).await? => {
-            return Err(ApiError::Unprocessable(format!(
-                "ticket type {kind} is not one of event {event}'s"
-            )));
-        }
-        _ => {}
-    }
+    ticket_types::check_choice(&state, event.0, terms.typed, body.ticket_type).await?;
     ensure_user_exists(&state, body.user_id).await?;
     let ask = Ask {
         event_id: event.0,

@@ -363,6 +363,25 @@ pub async fn update(
     Ok(Json(kind.into()))
 }
 
+/// Checks a request's `ticket_type` against the event: required when the
+/// event sells types (and then one of its own), refused when it does not.
+pub async fn check_choice(
+    state: &AppState,
+    event_id: i64,
+    typed: bool,
+    ticket_type: Option<i64>,
+) -> Result<(), ApiError> {
+    let refusal = match (typed, ticket_type) {
+        (true, None) => format!("event {event_id} sells ticket types: choose one (ticket_type)"),
+        (false, Some(_)) => format!("event {event_id} sells no ticket types"),
+        (true, Some(kind)) if !belongs(state, event_id, kind).await? => {
+            format!("ticket type {kind} is not one of event {event_id}'s")
+        }
+        _ => return Ok(()),
+    };
+    Err(ApiError::Unprocessable(refusal))
+}
+
 /// Whether `ticket_type_id` is one of `event_id`'s types (a type never
 /// moves to another event, so each replica reads it once).
 pub async fn belongs(

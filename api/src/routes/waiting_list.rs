@@ -106,29 +106,13 @@ pub async fn join(
             "event {event} limits tickets per user, which its waiting list does not support yet"
         )));
     }
-    let left = match (terms.typed, body.ticket_type) {
-        (false, None) => catalog::available(&state, event.0).await?,
-        (true, Some(kind)) if ticket_types::belongs(&state, event.0, kind).await? => {
-            ticket_type::Entity::find_by_id(kind)
-                .one(&state.db)
-                .await?
-                .map_or(0, |t| t.available)
-        }
-        (true, Some(kind)) => {
-            return Err(ApiError::Unprocessable(format!(
-                "ticket type {kind} is not one of event {event}'s"
-            )));
-        }
-        (true, None) => {
-            return Err(ApiError::Unprocessable(format!(
-                "event {event} sells ticket types: choose one (ticket_type)"
-            )));
-        }
-        (false, Some(_)) => {
-            return Err(ApiError::Unprocessable(format!(
-                "event {event} sells no ticket types"
-            )));
-        }
+    ticket_types::check_choice(&state, event.0, terms.typed, body.ticket_type).await?;
+    let left = match body.ticket_type {
+        None => catalog::available(&state, event.0).await?,
+        Some(kind) => ticket_type::Entity::find_by_id(kind)
+            .one(&state.db)
+            .await?
+            .map_or(0, |t| t.available),
     };
     if left >= quantity {
         return Err(ApiError::Conflict(format!(

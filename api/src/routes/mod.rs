@@ -40,7 +40,7 @@ use crate::{extract::REQUEST_ID, middleware::limit_reserve, problem::ApiError, s
         ticket_types::create_quota, ticket_types::create, ticket_types::list, ticket_types::update,
         reserve::reserve,
         reservations::get, reservations::confirm, reservations::cancel,
-        waiting_list::join, waiting_list::get,
+        waiting_list::join, waiting_list::get, waiting_list::leave,
         users::create,
         clients::create, clients::list, clients::revoke,
         health::healthz, health::readyz,
@@ -138,7 +138,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/reservations/{id}/confirm", post(reservations::confirm))
         .route("/events/{id}/waiting-list", post(waiting_list::join))
-        .route("/waiting-list/{id}", get(waiting_list::get))
+        .route(
+            "/waiting-list/{id}",
+            get(waiting_list::get).delete(waiting_list::leave),
+        )
         .route("/users", post(users::create))
         .route("/admin/clients", post(clients::create).get(clients::list))
         .route(

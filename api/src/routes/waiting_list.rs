@@ -179,6 +179,53 @@ pub async fn get(
     Ok(Json(find(&state, caller, id).await?))
 }
 
+/// Leaves the waiting list, while no tickets have been offered yet.
+#[utoipa::path(delete, path = "/waiting-list/{id}", tag = "waiting_list",
+    params(("id" = Uuid, Path, description = "Entry id")),
+    security((), ("api_key" = []), ("admin_token" = [])),
+    responses(
+        (status = 204, description = "Left the list"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such entry, or another client's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already offered: release the hold instead (DELETE /reservations/{id})", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn leave(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let entry = find(&state, caller, id).await?;
+    let offered = || {
+        ApiError::Conflict(format!(
+            "tickets were offered to this entry: release the hold (DELETE /reservations/{id})"
+        ))
+    };
+    if !matches!(entry.status, EntryStatus::Waiting) {
+        return Err(offered());
+    }
+    // The worker locks the entries it offers, so this waits for it; the
+    // entry goes only if it is still unoffered, and the count with it.
+    let txn = state.db.begin().await?;
+    let gone = waiting_entry::Entity::delete_many()
+        .filter(waiting_entry::Column::Id.eq(id))
+        .filter(waiting_entry::Column::OfferedAt.is_null())
+        .exec(&txn)
+        .await?;
+    if gone.rows_affected != 1 {
+        return Err(offered());
+    }
+    txn.execute_raw(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        "UPDATE events SET waiting = waiting - 1 WHERE id = ?",
+        [entry.event_id.into()],
+    ))
+    .await?;
+    txn.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn find(state: &AppState, caller: Caller, id: Uuid) -> Result<WaitingEntry, ApiError> {
     use waiting_entry::Column as C;
     let entry = waiting_entry::Entity::find_by_id(id)

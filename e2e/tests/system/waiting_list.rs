@@ -122,3 +122,47 @@ async fn a_waiting_list_is_served_in_order_while_new_buyers_keep_arriving() {
     assert_eq!(entry["reservation"]["status"], "held");
     invariants::check(&app.db, event).await;
 }
+
+#[tokio::test]
+async fn a_client_leaves_the_list_before_an_offer_and_not_after() {
+    let app = TestApp::spawn().await;
+    let event = app.create_event(1).await;
+    let (status, sold) = app.reserve(event, None).await;
+    assert_eq!(status, 200, "{sold}");
+    let mut entries = Vec::new();
+    for _ in 0..2 {
+        let (status, body) = join(&app, event).await;
+        assert_eq!(status, 201, "{body}");
+        entries.push(body["id"].as_str().expect("id").to_owned());
+    }
+    let leave = |id: String| {
+        app.http
+            .delete(app.url(&format!("/waiting-list/{id}")))
+            .send()
+    };
+    assert_eq!(
+        leave(entries[0].clone()).await.expect("leave").status(),
+        204
+    );
+    assert_eq!(
+        leave(entries[0].clone()).await.expect("leave").status(),
+        404
+    );
+    // The second entry is now first: it gets the ticket that comes back,
+    // and can no longer leave (it releases the hold instead).
+    assert_eq!(entry(&app, &entries[1]).await["position"], 1);
+    let id = sold["reservation_id"].as_str().expect("id");
+    let response = app
+        .http
+        .delete(app.url(&format!("/reservations/{id}")))
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(response.status(), 200);
+    offered(&app, &entries[1]).await;
+    assert_eq!(
+        leave(entries[1].clone()).await.expect("leave").status(),
+        409
+    );
+    invariants::check(&app.db, event).await;
+}

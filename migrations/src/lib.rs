@@ -6,6 +6,37 @@ use sea_orm::{ConnectionTrait, DbErr, Statement};
 pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
 
+/// Declares the migration `$name` of a module whose `UP` and `DOWN` are
+/// the plain SQL statements it runs: every migration here is one.
+macro_rules! sql_migration {
+    ($name:literal) => {
+        pub struct Migration;
+
+        impl sea_orm_migration::MigrationName for Migration {
+            fn name(&self) -> &str {
+                $name
+            }
+        }
+
+        #[sea_orm_migration::async_trait::async_trait]
+        impl sea_orm_migration::MigrationTrait for Migration {
+            async fn up(
+                &self,
+                manager: &sea_orm_migration::SchemaManager,
+            ) -> Result<(), sea_orm::DbErr> {
+                crate::execute_all(manager, &UP).await
+            }
+
+            async fn down(
+                &self,
+                manager: &sea_orm_migration::SchemaManager,
+            ) -> Result<(), sea_orm::DbErr> {
+                crate::execute_all(manager, &DOWN).await
+            }
+        }
+    };
+}
+
 mod m20261124_000001_initial;
 mod m20261202_000001_clients;
 mod m20261202_000002_sale_windows;

@@ -2,15 +2,7 @@
 //! MySQL 8 accept; the CHECK constraint backs up the workers' own checks so
 //! that even a buggy writer cannot oversell.
 
-use sea_orm_migration::prelude::*;
-
-pub struct Migration;
-
-impl MigrationName for Migration {
-    fn name(&self) -> &str {
-        "m20261124_000001_initial"
-    }
-}
+sql_migration!("m20261124_000001_initial");
 
 const UP: [&str; 3] = [
     "CREATE TABLE users (
@@ -55,14 +47,3 @@ const DOWN: [&str; 3] = [
     "DROP TABLE events",
     "DROP TABLE users",
 ];
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::execute_all(manager, &UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::execute_all(manager, &DOWN).await
-    }
-}

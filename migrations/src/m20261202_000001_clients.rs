@@ -8,15 +8,7 @@
 //! two arrive. `reservations` stays written only by the workers. Client 0 is
 //! "anonymous" (no row in `clients`).
 
-use sea_orm_migration::prelude::*;
-
-pub struct Migration;
-
-impl MigrationName for Migration {
-    fn name(&self) -> &str {
-        "m20261202_000001_clients"
-    }
-}
+sql_migration!("m20261202_000001_clients");
 
 const UP: [&str; 5] = [
     "CREATE TABLE clients (
@@ -52,14 +44,3 @@ const DOWN: [&str; 4] = [
     "DROP TABLE reservation_requests",
     "DROP TABLE clients",
 ];
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::execute_all(manager, &UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::execute_all(manager, &DOWN).await
-    }
-}

@@ -2,15 +2,7 @@
 //! Both are optional (no window: on sale as soon as it exists, as before),
 //! and the database refuses a window that closes before it opens.
 
-use sea_orm_migration::prelude::*;
-
-pub struct Migration;
-
-impl MigrationName for Migration {
-    fn name(&self) -> &str {
-        "m20261202_000002_sale_windows"
-    }
-}
+sql_migration!("m20261202_000002_sale_windows");
 
 const UP: [&str; 1] = ["ALTER TABLE events
         ADD COLUMN sale_opens_at DATETIME(6) NULL AFTER starts_at,
@@ -23,14 +15,3 @@ const DOWN: [&str; 1] = ["ALTER TABLE events
         DROP CONSTRAINT events_sale_window,
         DROP COLUMN sale_closes_at,
         DROP COLUMN sale_opens_at"];
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::execute_all(manager, &UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::execute_all(manager, &DOWN).await
-    }
-}

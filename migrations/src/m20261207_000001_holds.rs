@@ -4,15 +4,7 @@
 //! (`expires_at`). The `(status, expires_at)` index is what lets a worker
 //! find the live holds of its partitions, soonest first, without a scan.
 
-use sea_orm_migration::prelude::*;
-
-pub struct Migration;
-
-impl MigrationName for Migration {
-    fn name(&self) -> &str {
-        "m20261207_000001_holds"
-    }
-}
+sql_migration!("m20261207_000001_holds");
 
 const UP: [&str; 2] = [
     "ALTER TABLE reservations
@@ -32,14 +24,3 @@ const DOWN: [&str; 2] = [
         DROP COLUMN expires_at,
         DROP COLUMN hold_seconds",
 ];
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::execute_all(manager, &UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::execute_all(manager, &DOWN).await
-    }
-}

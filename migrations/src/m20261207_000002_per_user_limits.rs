@@ -3,15 +3,7 @@
 //! user's tickets while it decides, so the `(event_id, user_id)` index is
 //! what keeps that sum a short range read on a hot event.
 
-use sea_orm_migration::prelude::*;
-
-pub struct Migration;
-
-impl MigrationName for Migration {
-    fn name(&self) -> &str {
-        "m20261207_000002_per_user_limits"
-    }
-}
+sql_migration!("m20261207_000002_per_user_limits");
 
 const UP: [&str; 2] = [
     "ALTER TABLE events
@@ -26,14 +18,3 @@ const DOWN: [&str; 2] = [
         DROP CONSTRAINT events_max_per_user_positive,
         DROP COLUMN max_per_user",
 ];
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::execute_all(manager, &UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::execute_all(manager, &DOWN).await
-    }
-}

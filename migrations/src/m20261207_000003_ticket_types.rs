@@ -7,15 +7,7 @@
 //! `events.ticket_types` counts an event's types, so a worker knows from
 //! the event row it already locks whether the types must be read too.
 
-use sea_orm_migration::prelude::*;
-
-pub struct Migration;
-
-impl MigrationName for Migration {
-    fn name(&self) -> &str {
-        "m20261207_000003_ticket_types"
-    }
-}
+sql_migration!("m20261207_000003_ticket_types");
 
 const UP: [&str; 5] = [
     "CREATE TABLE quotas (
@@ -61,14 +53,3 @@ const DOWN: [&str; 5] = [
     "DROP TABLE ticket_types",
     "DROP TABLE quotas",
 ];
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::execute_all(manager, &UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::execute_all(manager, &DOWN).await
-    }
-}

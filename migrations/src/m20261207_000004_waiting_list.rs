@@ -6,15 +6,7 @@
 //! yet, so a worker knows from the event row it already locks whether to
 //! read the queue.
 
-use sea_orm_migration::prelude::*;
-
-pub struct Migration;
-
-impl MigrationName for Migration {
-    fn name(&self) -> &str {
-        "m20261207_000004_waiting_list"
-    }
-}
+sql_migration!("m20261207_000004_waiting_list");
 
 const UP: [&str; 2] = [
     "CREATE TABLE waiting_entries (
@@ -39,14 +31,3 @@ const DOWN: [&str; 2] = [
     "ALTER TABLE events DROP COLUMN waiting",
     "DROP TABLE waiting_entries",
 ];
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::execute_all(manager, &UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::execute_all(manager, &DOWN).await
-    }
-}

@@ -1,5 +1,5 @@
 //! Getting a command to the workers and, when asked, its outcome back.
-//! Shared by reserve and cancel.
+//! Shared by reserve, confirm and cancel.
 
 use std::time::Duration;
 
@@ -61,7 +61,9 @@ pub async fn publish(
     }
 }
 
-/// Publishes `command` and waits up to `wait` for its outcome.
+/// Publishes `command` and waits up to `wait` for its outcome. An outcome
+/// the database refused for good (nothing stored) is that refusal, for
+/// every command alike.
 pub async fn publish_and_wait(
     state: &AppState,
     command: &Command,
@@ -80,8 +82,12 @@ pub async fn publish_and_wait(
     if let Sent::Unconfirmed = publish(state, command, request_id).await? {
         return Ok(Waited::NotYet);
     }
-    Ok(match tokio::time::timeout(wait, waiter.outcome()).await {
-        Ok(Some(outcome)) => Waited::Decided(outcome),
-        _ => Waited::NotYet,
-    })
+    match tokio::time::timeout(wait, waiter.outcome()).await {
+        Ok(Some(Outcome {
+            refused: Some(reason),
+            ..
+        })) => Err(ApiError::Refused(reason)),
+        Ok(Some(outcome)) => Ok(Waited::Decided(outcome)),
+        _ => Ok(Waited::NotYet),
+    }
 }

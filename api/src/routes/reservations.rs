@@ -109,13 +109,13 @@ pub async fn confirm(
         )
     };
     match pending::publish_and_wait(&state, &command, request_id.as_deref(), wait).await? {
-        Waited::Decided(outcome) if outcome.refused.is_some() => {
-            Err(ApiError::Refused(outcome.refused.unwrap_or_default()))
-        }
         // Still held: the outcome of another command for this id (a
         // redelivered reserve) ended the wait, not this one's.
         Waited::Decided(outcome) if outcome.status == ReservationStatus::Held => {
-            stored_or(&state, caller, id, Status::Held, queued).await
+            match moved_on(&state, caller, id, |s| s == Status::Held).await? {
+                Some(_) => replay(&state, id).await?.ok_or_else(|| gone(id)),
+                None => Ok(queued()),
+            }
         }
         Waited::Decided(outcome) => Ok(decided(outcome)),
         Waited::NotYet => Ok(queued()),
@@ -175,30 +175,27 @@ pub async fn cancel(
         // Still taking tickets: the outcome of another command for this id
         // (a redelivered reserve or confirm) ended the wait.
         Waited::Decided(_) => {
-            let now = find(&state, caller, id).await?;
-            if matches!(now.status, Status::Held | Status::Confirmed) {
-                Ok(queued())
-            } else {
-                Ok(Json(now).into_response())
+            let taking = |s| matches!(s, Status::Held | Status::Confirmed);
+            match moved_on(&state, caller, id, taking).await? {
+                Some(now) => Ok(Json(now).into_response()),
+                None => Ok(queued()),
             }
         }
         Waited::NotYet => Ok(queued()),
     }
 }
 
-/// The reservation's answer from its stored row, unless the row is still
-/// `pending_in` (the command waited for is not decided yet): then `queued`.
-async fn stored_or(
+/// The reservation as stored, once it is no longer in a state `waiting`
+/// for the command that was published (`None` while it still is). Asked
+/// when another command's outcome for the same id ended the wait.
+async fn moved_on(
     state: &AppState,
     caller: Caller,
     id: Uuid,
-    pending_in: Status,
-    queued: impl FnOnce() -> Response,
-) -> Result<Response, ApiError> {
-    if find(state, caller, id).await?.status == pending_in {
-        return Ok(queued());
-    }
-    replay(state, id).await?.ok_or_else(|| gone(id))
+    waiting: impl Fn(Status) -> bool,
+) -> Result<Option<Reservation>, ApiError> {
+    let now = find(state, caller, id).await?;
+    Ok((!waiting(now.status)).then_some(now))
 }
 
 fn gone(id: Uuid) -> ApiError {

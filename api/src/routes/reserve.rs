@@ -220,9 +220,6 @@ pub async fn reserve(
     }
     let wait = settings.reserve_wait_timeout;
     match pending::publish_and_wait(&state, &command, request_id.as_deref(), wait).await? {
-        Waited::Decided(outcome) if outcome.refused.is_some() => {
-            Err(ApiError::Refused(outcome.refused.unwrap_or_default()))
-        }
         // The worker found the id holding another request.
         Waited::Decided(outcome) if Ask::from(&outcome) != ask => {
             Err(ApiError::IdempotencyKeyReused)

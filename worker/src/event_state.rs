@@ -79,13 +79,21 @@ pub async fn mark_offered(
     Ok(())
 }
 
-/// What the event has left: its own count and, when it sells ticket types,
-/// each type's and quota's, locked like the event row (the api changes
-/// their capacity with conditional statements that wait for this
-/// transaction).
-pub async fn stock(txn: &DatabaseTransaction, event: &event::Model) -> Result<Stock, DbErr> {
+/// What the event has left at `now`: its own count and, when it sells
+/// ticket types, each type's and quota's, locked like the event row (the
+/// api changes their capacity with conditional statements that wait for
+/// this transaction); and whether its sale window refuses new sales.
+pub async fn stock(
+    txn: &DatabaseTransaction,
+    event: &event::Model,
+    now: DateTime<Utc>,
+) -> Result<Stock, DbErr> {
+    let off_sale = off_sale(event, now);
     if event.ticket_types == 0 {
-        return Ok(Stock::from(event.available));
+        return Ok(Stock {
+            off_sale,
+            ..Stock::from(event.available)
+        });
     }
     let types = ticket_type::Entity::find()
         .filter(ticket_type::Column::EventId.eq(event.id))
@@ -100,7 +108,7 @@ pub async fn stock(txn: &DatabaseTransaction, event: &event::Model) -> Result<St
     Ok(Stock {
         event: event.available,
         typed: true,
-        off_sale: None,
+        off_sale,
         types: types
             .into_iter()
             .map(|t| {
@@ -118,7 +126,7 @@ pub async fn stock(txn: &DatabaseTransaction, event: &event::Model) -> Result<St
 
 /// Why the event's sale window refuses new reservations at `now`, if it
 /// does (open from `sale_opens_at` included to `sale_closes_at` excluded).
-pub fn off_sale(event: &event::Model, now: DateTime<Utc>) -> Option<&'static str> {
+fn off_sale(event: &event::Model, now: DateTime<Utc>) -> Option<&'static str> {
     if event.sale_opens_at.is_some_and(|opens| now < opens) {
         Some("Sale not open yet")
     } else if event.sale_closes_at.is_some_and(|closes| now >= closes) {

@@ -24,7 +24,7 @@ use shared::{
 use uuid::Uuid;
 
 use crate::{
-    event_state::{mark_offered, off_sale, per_user, queue, stock, write_stock},
+    event_state::{mark_offered, per_user, queue, stock, write_stock},
     rules::{self, Booking, Decision, Write},
 };
 
@@ -100,8 +100,7 @@ pub async fn decide(
         .iter()
         .map(|row| (row.id, booking(row)))
         .collect();
-    let mut stock = stock(&txn, &event).await?;
-    stock.off_sale = off_sale(&event, now);
+    let stock = stock(&txn, &event, now).await?;
     let Decision {
         outcomes,
         stock: left,

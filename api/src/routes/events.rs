@@ -25,6 +25,17 @@ use crate::{
 };
 
 const MAX_CAPACITY: i32 = 10_000_000;
+
+/// A count of tickets a request sets (a capacity, a limit): 1 to
+/// 10,000,000, else a 422 naming `field`.
+pub fn ticket_count(raw: i64, field: &str) -> Result<i32, ApiError> {
+    i32::try_from(raw)
+        .ok()
+        .filter(|c| (1..=MAX_CAPACITY).contains(c))
+        .ok_or_else(|| {
+            ApiError::Unprocessable(format!("{field} must be between 1 and {MAX_CAPACITY}"))
+        })
+}
 const MAX_TEXT: usize = 200;
 
 // The times' `pattern`, `^[1-9][0-9]{3}-`, is their rule: MySQL's DATETIME
@@ -117,24 +128,10 @@ pub async fn create(
             "venue must be at most {MAX_TEXT} characters"
         )));
     }
-    let capacity = i32::try_from(new.capacity)
-        .ok()
-        .filter(|c| (1..=MAX_CAPACITY).contains(c))
-        .ok_or_else(|| {
-            ApiError::Unprocessable(format!("capacity must be between 1 and {MAX_CAPACITY}"))
-        })?;
+    let capacity = ticket_count(new.capacity, "capacity")?;
     let max_per_user = new
         .max_per_user
-        .map(|max| {
-            i32::try_from(max)
-                .ok()
-                .filter(|m| (1..=MAX_CAPACITY).contains(m))
-                .ok_or_else(|| {
-                    ApiError::Unprocessable(format!(
-                        "max_per_user must be between 1 and {MAX_CAPACITY}"
-                    ))
-                })
-        })
+        .map(|max| ticket_count(max, "max_per_user"))
         .transpose()?;
     // MySQL's DATETIME holds years 1000 to 9999 only.
     let storable =
@@ -272,16 +269,7 @@ pub async fn update(
 ) -> Result<Json<Event>, ApiError> {
     let capacity = change
         .capacity
-        .map(|raw| {
-            i32::try_from(raw)
-                .ok()
-                .filter(|c| (1..=MAX_CAPACITY).contains(c))
-                .ok_or_else(|| {
-                    ApiError::Unprocessable(format!(
-                        "capacity must be between 1 and {MAX_CAPACITY}"
-                    ))
-                })
-        })
+        .map(|raw| ticket_count(raw, "capacity"))
         .transpose()?;
     catalog::find(&state, event_id).await?;
     let backend = state.db.get_database_backend();

@@ -27,8 +27,6 @@ use crate::{
     state::AppState,
 };
 
-const MAX_CAPACITY: i64 = 10_000_000;
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewQuota {
@@ -117,12 +115,7 @@ fn name(raw: &str) -> Result<String, ApiError> {
 }
 
 fn capacity(raw: i64) -> Result<i32, ApiError> {
-    i32::try_from(raw)
-        .ok()
-        .filter(|c| (1..=MAX_CAPACITY as i32).contains(c))
-        .ok_or_else(|| {
-            ApiError::Unprocessable(format!("capacity must be between 1 and {MAX_CAPACITY}"))
-        })
+    super::events::ticket_count(raw, "capacity")
 }
 
 fn created<T: Serialize>(location: String, body: T) -> Response {

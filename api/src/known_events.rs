@@ -1,8 +1,9 @@
 //! Events this process has seen exist, with the terms of their sale (the
 //! window, the per-user limit, whether it sells ticket types), and the
-//! event each ticket type belongs to. Events are never deleted and their
-//! window and limit are set at creation; only the count of ticket types
-//! changes, when an admin adds one. So an event's terms are read again at
+//! event and sale window of each ticket type. Events are never deleted; an
+//! event's limit is set at creation, and its window and count of ticket
+//! types change only by an admin's hand (closing the sale, adding a type).
+//! So an event's terms are read again at
 //! most every [`TERMS_MAX_AGE`], and between reads the reserve path touches
 //! neither Redis nor MySQL before publishing (a burst of requests for a new
 //! event would otherwise all miss the cache at once).
@@ -59,10 +60,20 @@ pub struct Terms {
     pub typed: bool,
 }
 
+/// What the api checks of a ticket type: its event, and its own sale
+/// window. Neither changes once the type exists (closing a type is its own
+/// flag, which only the worker's decision reads), so a replica reads them
+/// once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TypeTerms {
+    pub event_id: i64,
+    pub window: SaleWindow,
+}
+
 #[derive(Default)]
 pub struct KnownEvents {
     terms: RwLock<HashMap<i64, (Terms, Instant)>>,
-    type_owners: RwLock<HashMap<i64, i64>>,
+    types: RwLock<HashMap<i64, TypeTerms>>,
 }
 
 impl KnownEvents {
@@ -93,20 +104,20 @@ impl KnownEvents {
             .insert(id, (terms, Instant::now()));
     }
 
-    /// The event a ticket type belongs to, if this replica has read it.
-    pub fn type_owner(&self, ticket_type_id: i64) -> Option<i64> {
-        self.type_owners
+    /// A ticket type's terms, if this replica has read them.
+    pub fn ticket_type(&self, ticket_type_id: i64) -> Option<TypeTerms> {
+        self.types
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&ticket_type_id)
             .copied()
     }
 
-    pub fn insert_type(&self, ticket_type_id: i64, event_id: i64) {
-        self.type_owners
+    pub fn insert_type(&self, ticket_type_id: i64, terms: TypeTerms) {
+        self.types
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(ticket_type_id, event_id);
+            .insert(ticket_type_id, terms);
     }
 }
 

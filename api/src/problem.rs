@@ -194,7 +194,7 @@ fn not_on_sale(off_sale: &OffSale) -> String {
         OffSale::Closed(closes_at) => ("closed", closes_at),
     };
     format!(
-        "the sale of this event {what} at {}",
+        "the sale {what} at {}",
         at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     )
 }

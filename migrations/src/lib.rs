@@ -44,6 +44,7 @@ mod m20261207_000001_holds;
 mod m20261207_000002_per_user_limits;
 mod m20261207_000003_ticket_types;
 mod m20261207_000004_waiting_list;
+mod m20261207_000005_type_sale_windows;
 
 pub struct Migrator;
 
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000002_per_user_limits::Migration),
             Box::new(m20261207_000003_ticket_types::Migration),
             Box::new(m20261207_000004_waiting_list::Migration),
+            Box::new(m20261207_000005_type_sale_windows::Migration),
         ]
     }
 }

@@ -277,6 +277,20 @@ impl TestApp {
         (status, response.json().await.expect("json"))
     }
 
+    /// A new user (`POST /users`) named `name`; its id.
+    pub async fn create_user(&self, name: &str) -> i64 {
+        let response = self
+            .http
+            .post(self.url("/users"))
+            .json(&json!({"email": format!("{name}@example.com"), "name": name}))
+            .send()
+            .await
+            .expect("POST /users");
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.expect("json");
+        body["id"].as_i64().expect("user id")
+    }
+
     /// POST reserve with an optional JSON body; returns status and body.
     pub async fn reserve(&self, event_id: i64, body: Option<Value>) -> (u16, Value) {
         let mut request = self

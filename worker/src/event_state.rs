@@ -88,7 +88,7 @@ pub async fn stock(
     event: &event::Model,
     now: DateTime<Utc>,
 ) -> Result<Stock, DbErr> {
-    let off_sale = off_sale(event, now);
+    let off_sale = outside_window(event.sale_opens_at, event.sale_closes_at, now);
     if event.ticket_types == 0 {
         return Ok(Stock {
             off_sale,
@@ -116,6 +116,7 @@ pub async fn stock(
                     available: t.available,
                     quota: t.quota_id,
                     closed: t.closed,
+                    off_sale: outside_window(t.sale_opens_at, t.sale_closes_at, now),
                 };
                 (t.id, kind)
             })
@@ -124,12 +125,17 @@ pub async fn stock(
     })
 }
 
-/// Why the event's sale window refuses new reservations at `now`, if it
-/// does (open from `sale_opens_at` included to `sale_closes_at` excluded).
-fn off_sale(event: &event::Model, now: DateTime<Utc>) -> Option<&'static str> {
-    if event.sale_opens_at.is_some_and(|opens| now < opens) {
+/// Why a sale window (an event's or a ticket type's) refuses new
+/// reservations at `now`, if it does (open from `opens` included to
+/// `closes` excluded).
+fn outside_window(
+    opens: Option<DateTime<Utc>>,
+    closes: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<&'static str> {
+    if opens.is_some_and(|opens| now < opens) {
         Some("Sale not open yet")
-    } else if event.sale_closes_at.is_some_and(|closes| now >= closes) {
+    } else if closes.is_some_and(|closes| now >= closes) {
         Some("Sale closed")
     } else {
         None
@@ -164,14 +170,15 @@ pub async fn write_stock(
     Ok(())
 }
 
-/// The event's per-user limit with what the batch's users already hold and
-/// have confirmed, read under the event's row lock (every writer of the
+/// The event's per-user limit with what the batch's users (and the waiting
+/// list's) already hold and have confirmed, read under the event's row lock (every writer of the
 /// event's reservations holds it, so the sums cannot change before commit).
-/// `None` when the event has no limit or no reserve names a user.
+/// `None` when the event has no limit or names no user.
 pub async fn per_user(
     txn: &DatabaseTransaction,
     event: &event::Model,
     commands: &[Command],
+    queue: &Queue,
 ) -> Result<Option<PerUser>, DbErr> {
     use reservation::Column as C;
     let Some(max) = event.max_per_user else {
@@ -183,6 +190,7 @@ pub async fn per_user(
             Command::Reserve { user_id, .. } => *user_id,
             _ => None,
         })
+        .chain(queue.entries.iter().filter_map(|entry| entry.user_id))
         .collect();
     users.sort_unstable();
     users.dedup();

@@ -101,7 +101,8 @@ pub struct Decision {
 ///   holds, before the batch and whenever a command gives tickets back; an
 ///   entry that does not fit keeps its place and blocks those behind it of
 ///   the same type. While entries of a type wait, no reserve of it is
-///   confirmed.
+///   confirmed. An entry whose user is at the per-user limit is passed
+///   over: it keeps its place and holds nobody back.
 /// - A hold whose `expires_at` is not after `now` is expired by whatever
 ///   command names it first; before that, confirm confirms it and cancel
 ///   releases it. A cancel returns a confirmed booking's tickets. Both
@@ -121,6 +122,7 @@ pub fn decide(
         stock: stock.into(),
         per_user,
         queue,
+        passed_over: BTreeSet::new(),
         bookings,
         writes: BTreeMap::new(),
         offered: Vec::new(),
@@ -133,6 +135,25 @@ pub fn decide(
         bookings: batch.bookings,
         writes: batch.writes,
         offered: batch.offered,
+    }
+}
+
+/// Whether `quantity` more tickets would take `user` past the event's
+/// per-user limit.
+fn over_limit(limit: Option<&PerUser>, user: Option<i64>, quantity: i32) -> bool {
+    match (limit, user) {
+        (Some(limit), Some(user)) => {
+            limit.taken.get(&user).copied().unwrap_or(0) + quantity > limit.max
+        }
+        _ => false,
+    }
+}
+
+/// Counts `quantity` tickets `user` now holds or has (negative: gave back)
+/// against the per-user limit.
+fn count_for_user(limit: Option<&mut PerUser>, user: Option<i64>, quantity: i32) {
+    if let (Some(limit), Some(user)) = (limit, user) {
+        *limit.taken.entry(user).or_default() += quantity;
     }
 }
 
@@ -164,6 +185,9 @@ struct Batch {
     stock: Stock,
     per_user: Option<PerUser>,
     queue: Queue,
+    /// Waiting entries the last offer passed over because their user is at
+    /// the per-user limit: they keep their place but hold nobody back.
+    passed_over: BTreeSet<Uuid>,
     offered: Vec<Uuid>,
     bookings: HashMap<Uuid, Booking>,
     writes: BTreeMap<Uuid, Write>,
@@ -214,7 +238,13 @@ impl Batch {
     fn offer(&mut self) {
         let mut blocked = BTreeSet::new();
         let mut kept = VecDeque::new();
+        self.passed_over.clear();
         while let Some(entry) = self.queue.entries.pop_front() {
+            if over_limit(self.per_user.as_ref(), entry.user_id, entry.quantity) {
+                self.passed_over.insert(entry.id);
+                kept.push_back(entry);
+                continue;
+            }
             let short = blocked.contains(&entry.ticket_type_id)
                 || self
                     .stock
@@ -226,6 +256,7 @@ impl Batch {
                 continue;
             }
             self.stock.take(entry.ticket_type_id, entry.quantity);
+            count_for_user(self.per_user.as_mut(), entry.user_id, entry.quantity);
             let seconds = self.queue.hold_seconds;
             self.bookings.insert(
                 entry.id,
@@ -260,21 +291,22 @@ impl Batch {
         let mut why_not = None;
         if !booking.status.is_decided() && same_request {
             let kind = booking.ticket_type_id;
-            why_not = self
-                .stock
-                .shortfall(kind, booking.quantity)
-                .or_else(|| {
-                    let waits = self.queue.entries.iter().any(|e| e.ticket_type_id == kind);
-                    waits.then_some(LIST_FIRST)
-                })
-                .map(str::to_owned);
-            if let (Some(limit), Some(user)) = (&mut self.per_user, booking.user_id) {
-                let taken = limit.taken.entry(user).or_default();
-                if why_not.is_none() && *taken + booking.quantity > limit.max {
-                    why_not = Some(format!("Limit of {} tickets per user reached", limit.max));
-                } else if why_not.is_none() {
-                    *taken += booking.quantity;
-                }
+            why_not =
+                self.stock
+                    .shortfall(kind, booking.quantity)
+                    .or_else(|| {
+                        let waits =
+                            self.queue.entries.iter().any(|e| {
+                                e.ticket_type_id == kind && !self.passed_over.contains(&e.id)
+                            });
+                        waits.then_some(LIST_FIRST)
+                    })
+                    .map(str::to_owned);
+            if let Some(limit) = &self.per_user
+                && why_not.is_none()
+                && over_limit(Some(limit), booking.user_id, booking.quantity)
+            {
+                why_not = Some(format!("Limit of {} tickets per user reached", limit.max));
             }
             let fits = why_not.is_none();
             let from = booking.status;
@@ -288,6 +320,7 @@ impl Batch {
             };
             if fits {
                 self.stock.take(booking.ticket_type_id, booking.quantity);
+                count_for_user(self.per_user.as_mut(), booking.user_id, booking.quantity);
             }
             self.writes.insert(
                 id,

@@ -75,6 +75,7 @@ fn a_shared_quota_drained_from_two_types_sells_no_more_than_itself() {
         available,
         quota: Some(9),
         closed: false,
+        off_sale: None,
     };
     let stock = Stock {
         event: 100,
@@ -161,4 +162,36 @@ fn tickets_given_back_go_to_the_waiting_list_in_order_before_new_buyers() {
     assert_eq!(decision.bookings[&id(101)].quantity, 1);
     assert_eq!(decision.stock.event, 0);
     assert_eq!(decision.writes[&id(100)], Write::Insert);
+}
+
+#[test]
+fn an_entry_whose_user_is_at_the_limit_is_passed_over_and_holds_nobody_back() {
+    use ReservationStatus::{Confirmed, Held};
+    let entry = |n: u128, user, quantity| crate::rules::Waiting {
+        id: id(100 + n),
+        ticket_type_id: None,
+        client_id: 5,
+        user_id: Some(user),
+        quantity,
+    };
+    // Limit 2: user 7 already has 1, so its entry for 2 cannot be served;
+    // user 8's entry behind it can.
+    let queue = Queue {
+        entries: [entry(0, 7, 2), entry(1, 8, 2)].into(),
+        hold_seconds: 300,
+    };
+    let decision = decide(
+        EVENT,
+        t0(),
+        3,
+        limit(2, &[(7, 1)]),
+        queue,
+        HashMap::new(),
+        &[reserve_for(0, 1, 9)],
+    );
+    assert_eq!(decision.offered, [id(101)]);
+    assert_eq!(decision.bookings[&id(101)].status, Held);
+    // The passed-over entry does not make new buyers wait for the list.
+    assert_eq!(decision.outcomes[0].status, Confirmed);
+    assert_eq!(decision.stock.event, 0);
 }

@@ -17,6 +17,8 @@ pub struct TypeStock {
     /// A closed type sells nothing more (its tickets given back still
     /// count back into it).
     pub closed: bool,
+    /// Why the type's own sale window refuses new sales now, if it does.
+    pub off_sale: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,6 +68,8 @@ impl Stock {
             .is_some_and(|q| self.quotas.get(&q).copied().unwrap_or(0) < quantity);
         if kind.closed {
             Some("Ticket type closed")
+        } else if kind.off_sale.is_some() {
+            kind.off_sale
         } else if kind.available < quantity || quota_short {
             Some(NOT_ENOUGH)
         } else {
@@ -106,6 +110,7 @@ mod tests {
             available,
             quota,
             closed: false,
+            off_sale: None,
         };
         Stock {
             event: 20,
@@ -144,6 +149,11 @@ mod tests {
             kind.closed = true;
         }
         assert_eq!(stock.shortfall(Some(3), 1), Some("Ticket type closed"));
+        if let Some(kind) = stock.types.get_mut(&2) {
+            kind.off_sale = Some("Sale not open yet");
+        }
+        assert_eq!(stock.shortfall(Some(2), 1), Some("Sale not open yet"));
+        assert_eq!(stock.shortfall(Some(1), 1), None);
         stock.event = 1;
         assert_eq!(stock.shortfall(Some(1), 2), Some(NOT_ENOUGH));
         assert_eq!(Stock::from(3).shortfall(None, 3), None);

@@ -85,7 +85,10 @@ pub async fn decide(
     }
 
     let queue = queue(&txn, &event, offer_hold_seconds).await?;
-    let windowed = event.sale_opens_at.is_some() || event.sale_closes_at.is_some();
+    // A typed event's types may have windows of their own: known only once
+    // they are read, so such a batch always takes the database's clock.
+    let windowed =
+        event.sale_opens_at.is_some() || event.sale_closes_at.is_some() || event.ticket_types > 0;
     let now = if needs_clock(commands) || !queue.entries.is_empty() || windowed {
         database_now(&txn).await?
     } else {
@@ -111,7 +114,7 @@ pub async fn decide(
         event_id,
         now,
         stock.clone(),
-        per_user(&txn, &event, commands).await?,
+        per_user(&txn, &event, commands, &queue).await?,
         queue,
         bookings,
         commands,

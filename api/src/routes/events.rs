@@ -19,6 +19,7 @@ use crate::{
     auth::Admin,
     catalog,
     extract::{JsonBody, PathId, QueryParams},
+    known_events::SaleWindow,
     problem::{ApiError, Problem},
     state::AppState,
     views::{Event, EventPage, Tickets},
@@ -37,6 +38,37 @@ pub fn ticket_count(raw: i64, field: &str) -> Result<i32, ApiError> {
         })
 }
 const MAX_TEXT: usize = 200;
+
+/// A time MySQL's DATETIME can hold (years 1000 to 9999 only).
+fn storable(at: Option<DateTime<Utc>>) -> Result<(), ApiError> {
+    if at.is_some_and(|at| !(1000..=9999).contains(&at.year())) {
+        return Err(ApiError::Unprocessable(
+            "times must be within the years 1000 to 9999".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// A sale window as an event or a ticket type is created with: either end
+/// optional, both storable, and closing after it opens.
+pub fn sale_window(
+    opens_at: Option<DateTime<Utc>>,
+    closes_at: Option<DateTime<Utc>>,
+) -> Result<SaleWindow, ApiError> {
+    storable(opens_at)?;
+    storable(closes_at)?;
+    if let (Some(opens), Some(closes)) = (opens_at, closes_at)
+        && closes <= opens
+    {
+        return Err(ApiError::Unprocessable(
+            "sale_closes_at must be after sale_opens_at".to_owned(),
+        ));
+    }
+    Ok(SaleWindow {
+        opens_at,
+        closes_at,
+    })
+}
 
 // The times' `pattern`, `^[1-9][0-9]{3}-`, is their rule: MySQL's DATETIME
 // holds years 1000 to 9999 only (checked in `create`), which `date-time`
@@ -133,24 +165,8 @@ pub async fn create(
         .max_per_user
         .map(|max| ticket_count(max, "max_per_user"))
         .transpose()?;
-    // MySQL's DATETIME holds years 1000 to 9999 only.
-    let storable =
-        |at: &Option<DateTime<Utc>>| at.is_none_or(|at| (1000..=9999).contains(&at.year()));
-    if ![&new.starts_at, &new.sale_opens_at, &new.sale_closes_at]
-        .into_iter()
-        .all(storable)
-    {
-        return Err(ApiError::Unprocessable(
-            "times must be within the years 1000 to 9999".to_owned(),
-        ));
-    }
-    if let (Some(opens), Some(closes)) = (new.sale_opens_at, new.sale_closes_at)
-        && closes <= opens
-    {
-        return Err(ApiError::Unprocessable(
-            "sale_closes_at must be after sale_opens_at".to_owned(),
-        ));
-    }
+    storable(new.starts_at)?;
+    sale_window(new.sale_opens_at, new.sale_closes_at)?;
     let now = Utc::now();
     let inserted = event::Entity::insert(event::ActiveModel {
         name: Set(name.to_owned()),

@@ -23,6 +23,7 @@ use crate::{
     auth::Caller,
     catalog,
     extract::{OptionalJson, PathId, QueryParams, RequestId},
+    known_events::Terms,
     pending::{self, Waited},
     problem::{ApiError, Problem, Unavailability},
     requests::{self, Ask, Claim},
@@ -150,13 +151,9 @@ pub async fn reserve(
         ));
     }
     let terms = catalog::terms(&state, event.0).await?;
-    if let (Some(max), None) = (terms.max_per_user, body.user_id) {
-        return Err(ApiError::Unprocessable(format!(
-            "event {event} limits tickets to {max} per user: name the user (user_id)"
-        )));
-    }
-    ticket_types::check_choice(&state, event.0, terms.typed, body.ticket_type).await?;
-    ensure_user_exists(&state, body.user_id).await?;
+    let type_window =
+        ticket_types::check_choice(&state, event.0, terms.typed, body.ticket_type).await?;
+    check_user(&state, event.0, &terms, body.user_id).await?;
     let ask = Ask {
         event_id: event.0,
         ticket_type_id: body.ticket_type,
@@ -165,9 +162,11 @@ pub async fn reserve(
         hold_seconds,
     };
     let owner = caller.owner();
-    // Outside the sale window only a replayed key goes on (to the state of
-    // what it asked while the sale was open); nothing new is recorded.
-    if let Err(off_sale) = terms.window.check(Utc::now()) {
+    // Outside the sale window (the event's, or the type's inside it) only a
+    // replayed key goes on (to the state of what it asked while the sale
+    // was open); nothing new is recorded.
+    let now = Utc::now();
+    if let Err(off_sale) = terms.window.check(now).and(type_window.check(now)) {
         let replay = match &key {
             Some(key) => requests::claimed(&state, owner, key, ask).await?,
             None => None,
@@ -229,9 +228,22 @@ pub async fn reserve(
     }
 }
 
-async fn ensure_user_exists(state: &AppState, user_id: Option<i64>) -> Result<(), ApiError> {
-    let Some(user_id) = user_id else {
-        return Ok(());
+/// The user a reservation (or a waiting-list entry) names: one that
+/// exists, and one there must be when the event limits tickets per user.
+pub async fn check_user(
+    state: &AppState,
+    event_id: i64,
+    terms: &Terms,
+    user_id: Option<i64>,
+) -> Result<(), ApiError> {
+    let user_id = match (terms.max_per_user, user_id) {
+        (Some(max), None) => {
+            return Err(ApiError::Unprocessable(format!(
+                "event {event_id} limits tickets to {max} per user: name the user (user_id)"
+            )));
+        }
+        (_, None) => return Ok(()),
+        (_, Some(user_id)) => user_id,
     };
     match user::Entity::find_by_id(user_id).one(&state.db).await? {
         Some(_) => Ok(()),

@@ -10,7 +10,7 @@ use axum::{
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr,
     Statement, TransactionTrait,
@@ -23,6 +23,7 @@ use crate::{
     auth::Admin,
     catalog,
     extract::{JsonBody, PathId},
+    known_events::{SaleWindow, TypeTerms},
     problem::{ApiError, Problem},
     state::AppState,
 };
@@ -54,6 +55,13 @@ pub struct NewTicketType {
     /// A quota of the same event this type shares with others.
     #[serde(default, deserialize_with = "crate::integral::option_i64")]
     pub quota_id: Option<i64>,
+    /// The type is refused before this time (default: with its event).
+    #[schema(pattern = "^[1-9][0-9]{3}-")]
+    pub sale_opens_at: Option<DateTime<Utc>>,
+    /// The type is refused from this time on (default: with its event);
+    /// after `sale_opens_at`.
+    #[schema(pattern = "^[1-9][0-9]{3}-")]
+    pub sale_closes_at: Option<DateTime<Utc>>,
 }
 
 /// A change to a ticket type; absent fields stay as they are.
@@ -87,6 +95,11 @@ pub struct TicketType {
     pub available: i32,
     pub quota_id: Option<i64>,
     pub closed: bool,
+    /// The type is refused (`sale-not-open`) before this time (null: its
+    /// event's window only).
+    pub sale_opens_at: Option<DateTime<Utc>>,
+    /// The type is refused (`sale-closed`) from this time on.
+    pub sale_closes_at: Option<DateTime<Utc>>,
 }
 
 impl From<ticket_type::Model> for TicketType {
@@ -100,6 +113,8 @@ impl From<ticket_type::Model> for TicketType {
             available: t.available,
             quota_id: t.quota_id,
             closed: t.closed,
+            sale_opens_at: t.sale_opens_at,
+            sale_closes_at: t.sale_closes_at,
         }
     }
 }
@@ -208,6 +223,7 @@ pub async fn create(
     JsonBody(new): JsonBody<NewTicketType>,
 ) -> Result<Response, ApiError> {
     let (name, capacity) = (name(&new.name)?, capacity(new.capacity)?);
+    let window = super::events::sale_window(new.sale_opens_at, new.sale_closes_at)?;
     let price_cents = new.price_cents.unwrap_or(0);
     if price_cents < 0 {
         return Err(ApiError::Unprocessable(
@@ -237,6 +253,8 @@ pub async fn create(
         available: Set(capacity),
         quota_id: Set(new.quota_id),
         closed: Set(false),
+        sale_opens_at: Set(window.opens_at),
+        sale_closes_at: Set(window.closes_at),
         created_at: Set(Utc::now()),
         ..Default::default()
     })
@@ -358,39 +376,44 @@ pub async fn update(
 
 /// Checks a request's `ticket_type` against the event: required when the
 /// event sells types (and then one of its own), refused when it does not.
+/// The chosen type's own sale window, if it has one.
 pub async fn check_choice(
     state: &AppState,
     event_id: i64,
     typed: bool,
     ticket_type: Option<i64>,
-) -> Result<(), ApiError> {
+) -> Result<SaleWindow, ApiError> {
     let refusal = match (typed, ticket_type) {
         (true, None) => format!("event {event_id} sells ticket types: choose one (ticket_type)"),
         (false, Some(_)) => format!("event {event_id} sells no ticket types"),
-        (true, Some(kind)) if !belongs(state, event_id, kind).await? => {
-            format!("ticket type {kind} is not one of event {event_id}'s")
-        }
-        _ => return Ok(()),
+        (true, Some(kind)) => match terms(state, kind).await? {
+            Some(terms) if terms.event_id == event_id => return Ok(terms.window),
+            _ => format!("ticket type {kind} is not one of event {event_id}'s"),
+        },
+        (false, None) => return Ok(SaleWindow::default()),
     };
     Err(ApiError::Unprocessable(refusal))
 }
 
-/// Whether `ticket_type_id` is one of `event_id`'s types (a type never
-/// moves to another event, so each replica reads it once).
-pub async fn belongs(
-    state: &AppState,
-    event_id: i64,
-    ticket_type_id: i64,
-) -> Result<bool, ApiError> {
-    if let Some(owner) = state.known_events.type_owner(ticket_type_id) {
-        return Ok(owner == event_id);
+/// A ticket type's event and sale window, if the type exists (neither
+/// changes, so each replica reads them once).
+async fn terms(state: &AppState, ticket_type_id: i64) -> Result<Option<TypeTerms>, ApiError> {
+    if let Some(terms) = state.known_events.ticket_type(ticket_type_id) {
+        return Ok(Some(terms));
     }
     let Some(kind) = ticket_type::Entity::find_by_id(ticket_type_id)
         .one(&state.db)
         .await?
     else {
-        return Ok(false);
+        return Ok(None);
     };
-    state.known_events.insert_type(kind.id, kind.event_id);
-    Ok(kind.event_id == event_id)
+    let terms = TypeTerms {
+        event_id: kind.event_id,
+        window: SaleWindow {
+            opens_at: kind.sale_opens_at,
+            closes_at: kind.sale_closes_at,
+        },
+    };
+    state.known_events.insert_type(kind.id, terms);
+    Ok(Some(terms))
 }

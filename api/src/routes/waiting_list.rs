@@ -30,7 +30,7 @@ use crate::{
     extract::{OptionalJson, PathId, RequestId},
     pending,
     problem::{ApiError, Problem},
-    routes::ticket_types,
+    routes::{reserve, ticket_types},
     state::AppState,
     views::Reservation,
 };
@@ -46,6 +46,12 @@ pub struct JoinRequest {
     /// The ticket type, for an event that sells types.
     #[serde(default, deserialize_with = "crate::integral::option_i64")]
     pub ticket_type: Option<i64>,
+    /// An existing user, if the entry is for one; required by an event
+    /// with `max_per_user`. An offer that would take this user past the
+    /// limit is not made: the entry keeps its place, and those behind it
+    /// are served meanwhile.
+    #[serde(default, deserialize_with = "crate::integral::option_i64")]
+    pub user_id: Option<i64>,
 }
 
 /// `waiting` until tickets are offered; then `offered`, with the hold in
@@ -101,9 +107,10 @@ pub async fn join(
         .map_err(ApiError::Unprocessable)?
         .get();
     let terms = catalog::terms(&state, event.0).await?;
-    if terms.max_per_user.is_some() {
+    reserve::check_user(&state, event.0, &terms, body.user_id).await?;
+    if let Some(max) = terms.max_per_user.filter(|max| quantity > *max) {
         return Err(ApiError::Unprocessable(format!(
-            "event {event} limits tickets per user, which its waiting list does not support yet"
+            "event {event} limits tickets to {max} per user: no offer of {quantity} could be made"
         )));
     }
     ticket_types::check_choice(&state, event.0, terms.typed, body.ticket_type).await?;
@@ -128,7 +135,7 @@ pub async fn join(
         event_id: Set(event.0),
         ticket_type_id: Set(body.ticket_type),
         client_id: Set(caller.owner()),
-        user_id: Set(None),
+        user_id: Set(body.user_id),
         quantity: Set(quantity),
         created_at: Set(Utc::now()),
         ..Default::default()

@@ -2,23 +2,10 @@
 //! holds and has confirmed, enforced in the worker's decision, so one user
 //! in two tabs at once cannot pass it.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use shared::messages::ReservationStatus;
 use testkit::{app::TestApp, invariants};
 use uuid::Uuid;
-
-async fn user(app: &TestApp, name: &str) -> i64 {
-    let response = app
-        .http
-        .post(app.url("/users"))
-        .json(&json!({"email": format!("{name}@example.com"), "name": name}))
-        .send()
-        .await
-        .expect("POST /users");
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.expect("json");
-    body["id"].as_i64().expect("user id")
-}
 
 async fn limited_event(app: &TestApp, capacity: i64, max_per_user: i64) -> i64 {
     let (status, event) = app
@@ -45,7 +32,7 @@ fn taken_by(snapshot: &invariants::Snapshot, user: i64) -> i32 {
 async fn two_tabs_of_one_user_never_exceed_the_limit() {
     let app = TestApp::spawn().await;
     let event = limited_event(&app, 100, 4).await;
-    let (ada, bob) = (user(&app, "ada").await, user(&app, "bob").await);
+    let (ada, bob) = (app.create_user("ada").await, app.create_user("bob").await);
     // Ada asks for one ticket twenty times at once, half of them holds;
     // Bob three times for two.
     let asks = (0..20)

@@ -197,3 +197,73 @@ async fn a_typed_event_needs_a_type_and_capacity_never_goes_below_what_is_sold()
     assert_eq!(snapshot.ticket_types[0].available, 3);
     assert_eq!(snapshot.available, 47);
 }
+
+#[tokio::test]
+async fn a_ticket_type_sells_only_inside_its_own_sale_window() {
+    use chrono::{Duration, SecondsFormat, Utc};
+    let app = TestApp::spawn().await;
+    let event = app.create_event(30).await;
+    let at = |offset: Duration| (Utc::now() + offset).to_rfc3339_opts(SecondsFormat::Millis, true);
+    let path = format!("/events/{event}/ticket-types");
+    let (status, problem) = admin_post(
+        &app,
+        &path,
+        json!({"name": "bad", "capacity": 5, "sale_opens_at": at(Duration::hours(2)),
+               "sale_closes_at": at(Duration::hours(1))}),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    let late = new_type(
+        &app,
+        event,
+        json!({"name": "late", "capacity": 10, "sale_opens_at": at(Duration::hours(1))}),
+    )
+    .await;
+    let early = new_type(
+        &app,
+        event,
+        json!({"name": "early bird", "capacity": 10, "sale_closes_at": at(-Duration::minutes(1))}),
+    )
+    .await;
+    let open = new_type(&app, event, json!({"name": "regular", "capacity": 10})).await;
+
+    let (status, problem) = app.reserve(event, Some(json!({"ticket_type": late}))).await;
+    assert_eq!(status, 403, "{problem}");
+    assert_eq!(problem["type"], "/problems/sale-not-open");
+    let (status, problem) = app
+        .reserve(event, Some(json!({"ticket_type": early})))
+        .await;
+    assert_eq!(status, 403, "{problem}");
+    assert_eq!(problem["type"], "/problems/sale-closed");
+    let (status, body) = app
+        .reserve(event, Some(json!({"ticket_type": open, "quantity": 2})))
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (200, json!("confirmed")),
+        "{body}"
+    );
+
+    // The windows are shown with the types, and nothing was taken from the
+    // refused types.
+    let shown = tickets(&app, event).await;
+    assert_eq!(shown["tickets"], 28, "{shown}");
+    let types = shown["ticket_types"].as_array().expect("types");
+    let of = |id: i64| {
+        types
+            .iter()
+            .find(|t| t["id"] == id)
+            .expect("a type")
+            .clone()
+    };
+    assert!(of(late)["sale_opens_at"].is_string(), "{shown}");
+    assert!(of(early)["sale_closes_at"].is_string(), "{shown}");
+    assert_eq!(
+        (
+            of(late)["available"].clone(),
+            of(early)["available"].clone()
+        ),
+        (json!(10), json!(10))
+    );
+    invariants::check(&app.db, event).await;
+}

@@ -4,16 +4,21 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use testkit::{app::TestApp, invariants};
 
 async fn join(app: &TestApp, event: i64) -> (u16, Value) {
-    let response = app
+    join_with(app, event, None).await
+}
+
+async fn join_with(app: &TestApp, event: i64, body: Option<Value>) -> (u16, Value) {
+    let mut request = app
         .http
-        .post(app.url(&format!("/events/{event}/waiting-list")))
-        .send()
-        .await
-        .expect("join");
+        .post(app.url(&format!("/events/{event}/waiting-list")));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("join");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -165,4 +170,71 @@ async fn a_client_leaves_the_list_before_an_offer_and_not_after() {
         409
     );
     invariants::check(&app.db, event).await;
+}
+
+#[tokio::test]
+async fn an_entry_whose_user_is_at_the_limit_keeps_its_place_and_holds_nobody_back() {
+    let app = TestApp::spawn().await;
+    let (status, event) = app
+        .create_event_with(json!({"name": "Limited", "capacity": 3, "max_per_user": 2}))
+        .await;
+    assert_eq!(status, 201, "{event}");
+    let event = event["id"].as_i64().expect("event id");
+    let (ada, bob, cy) = (
+        app.create_user("ada").await,
+        app.create_user("bob").await,
+        app.create_user("cy").await,
+    );
+    let (_, ada_has) = app
+        .reserve(event, Some(json!({"quantity": 2, "user_id": ada})))
+        .await;
+    let (_, cy_has) = app.reserve(event, Some(json!({"user_id": cy}))).await;
+    assert_eq!(
+        (ada_has["status"].clone(), cy_has["status"].clone()),
+        (json!("confirmed"), json!("confirmed"))
+    );
+
+    // A limited event's list names its users, and never asks for more
+    // than one user may have.
+    assert_eq!(join(&app, event).await.0, 422);
+    let (status, problem) =
+        join_with(&app, event, Some(json!({"quantity": 3, "user_id": bob}))).await;
+    assert_eq!(status, 422, "{problem}");
+    let (status, ada_waits) = join_with(&app, event, Some(json!({"user_id": ada}))).await;
+    assert_eq!(status, 201, "{ada_waits}");
+    let (status, bob_waits) = join_with(&app, event, Some(json!({"user_id": bob}))).await;
+    assert_eq!(status, 201, "{bob_waits}");
+    let (ada_entry, bob_entry) = (
+        ada_waits["id"].as_str().expect("id"),
+        bob_waits["id"].as_str().expect("id"),
+    );
+
+    // Cy's ticket comes back: Ada, first but at her limit, is passed over
+    // and keeps her place; Bob behind her is offered it.
+    cancel(&app, cy_has["reservation_id"].as_str().expect("id")).await;
+    let bob_offer = offered(&app, bob_entry).await;
+    assert_eq!(bob_offer["reservation"]["status"], "held", "{bob_offer}");
+    let waiting = entry(&app, ada_entry).await;
+    assert_eq!(
+        (waiting["status"].clone(), waiting["position"].clone()),
+        (json!("waiting"), json!(1)),
+        "{waiting}"
+    );
+
+    // Once Ada gives her two back, she is under the limit and served first.
+    cancel(&app, ada_has["reservation_id"].as_str().expect("id")).await;
+    let ada_offer = offered(&app, ada_entry).await;
+    assert_eq!(ada_offer["reservation"]["quantity"], 1, "{ada_offer}");
+    let snapshot = invariants::check(&app.db, event).await;
+    assert_eq!(snapshot.available, 1);
+}
+
+async fn cancel(app: &TestApp, id: &str) {
+    let response = app
+        .http
+        .delete(app.url(&format!("/reservations/{id}")))
+        .send()
+        .await
+        .expect("DELETE reservation");
+    assert_eq!(response.status(), 200, "{id}");
 }

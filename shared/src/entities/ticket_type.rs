@@ -20,6 +20,9 @@ pub struct Model {
     pub quota_id: Option<i64>,
     /// A closed type sells nothing more; what it sold stays sold.
     pub closed: bool,
+    /// The type's own sale window, inside the event's (both optional).
+    pub sale_opens_at: Option<ChronoDateTimeUtc>,
+    pub sale_closes_at: Option<ChronoDateTimeUtc>,
     pub created_at: ChronoDateTimeUtc,
 }
 

@@ -265,16 +265,21 @@ impl TestApp {
 
     /// POST /events (admin) with `body`; returns status and body.
     pub async fn create_event_with(&self, body: Value) -> (u16, Value) {
+        self.admin_post("/events", body).await
+    }
+
+    /// POST `path` as the admin with the JSON `body`; status and body.
+    pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
         let response = self
             .http
-            .post(self.url("/events"))
+            .post(self.url(path))
             .bearer_auth(env("ADMIN_TOKEN"))
             .json(&body)
             .send()
             .await
-            .expect("POST /events");
+            .expect("admin POST");
         let status = response.status().as_u16();
-        (status, response.json().await.expect("json"))
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// A new user (`POST /users`) named `name`; its id.

@@ -395,6 +395,27 @@ pub async fn check_choice(
     Err(ApiError::Unprocessable(refusal))
 }
 
+/// Tickets of a type a reserve could take now: what the type, its quota
+/// and its event all still have (a type with tickets of its own sells
+/// none once its shared quota or its event is sold out).
+pub async fn left(state: &AppState, event_id: i64, ticket_type_id: i64) -> Result<i32, ApiError> {
+    let Some(kind) = ticket_type::Entity::find_by_id(ticket_type_id)
+        .one(&state.db)
+        .await?
+    else {
+        return Ok(0);
+    };
+    let quota = match kind.quota_id {
+        Some(id) => quota::Entity::find_by_id(id)
+            .one(&state.db)
+            .await?
+            .map_or(0, |q| q.available),
+        None => i32::MAX,
+    };
+    let event = catalog::available(state, event_id).await?;
+    Ok(kind.available.min(quota).min(event))
+}
+
 /// A ticket type's event and sale window, if the type exists (neither
 /// changes, so each replica reads them once).
 async fn terms(state: &AppState, ticket_type_id: i64) -> Result<Option<TypeTerms>, ApiError> {

@@ -18,7 +18,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use shared::{
     domain::{EventId, Quantity, ReservationId},
-    entities::{reservation, ticket_type, waiting_entry},
+    entities::{reservation, waiting_entry},
     messages::Command,
 };
 use utoipa::ToSchema;
@@ -116,10 +116,7 @@ pub async fn join(
     ticket_types::check_choice(&state, event.0, terms.typed, body.ticket_type).await?;
     let left = match body.ticket_type {
         None => catalog::available(&state, event.0).await?,
-        Some(kind) => ticket_type::Entity::find_by_id(kind)
-            .one(&state.db)
-            .await?
-            .map_or(0, |t| t.available),
+        Some(kind) => ticket_types::left(&state, event.0, kind).await?,
     };
     if left >= quantity {
         return Err(ApiError::Conflict(format!(

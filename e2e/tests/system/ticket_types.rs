@@ -8,19 +8,6 @@ use testkit::{
     invariants,
 };
 
-async fn admin_post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .http
-        .post(app.url(path))
-        .bearer_auth(env("ADMIN_TOKEN"))
-        .json(&body)
-        .send()
-        .await
-        .expect("admin POST");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 async fn patch_type(app: &TestApp, id: i64, body: Value) -> (u16, Value) {
     let response = app
         .http
@@ -35,7 +22,9 @@ async fn patch_type(app: &TestApp, id: i64, body: Value) -> (u16, Value) {
 }
 
 async fn new_type(app: &TestApp, event: i64, body: Value) -> i64 {
-    let (status, kind) = admin_post(app, &format!("/events/{event}/ticket-types"), body).await;
+    let (status, kind) = app
+        .admin_post(&format!("/events/{event}/ticket-types"), body)
+        .await;
     assert_eq!(status, 201, "{kind}");
     kind["id"].as_i64().expect("type id")
 }
@@ -55,12 +44,12 @@ async fn tickets(app: &TestApp, event: i64) -> Value {
 async fn a_shared_quota_drained_from_two_types_at_once_sells_no_more_than_itself() {
     let app = TestApp::spawn().await;
     let event = app.create_event(100).await;
-    let (status, quota) = admin_post(
-        &app,
-        &format!("/events/{event}/quotas"),
-        json!({"name": "seats", "capacity": 10}),
-    )
-    .await;
+    let (status, quota) = app
+        .admin_post(
+            &format!("/events/{event}/quotas"),
+            json!({"name": "seats", "capacity": 10}),
+        )
+        .await;
     assert_eq!(status, 201, "{quota}");
     let quota = quota["id"].as_i64().expect("quota id");
     let adult = new_type(
@@ -129,19 +118,19 @@ async fn a_typed_event_needs_a_type_and_capacity_never_goes_below_what_is_sold()
     let standing = new_type(&app, event, json!({"name": "standing", "capacity": 5})).await;
 
     // Type names are unique per event; a type needs a quota of its event.
-    let (status, _) = admin_post(
-        &app,
-        &format!("/events/{event}/ticket-types"),
-        json!({"name": "standing", "capacity": 5}),
-    )
-    .await;
+    let (status, _) = app
+        .admin_post(
+            &format!("/events/{event}/ticket-types"),
+            json!({"name": "standing", "capacity": 5}),
+        )
+        .await;
     assert_eq!(status, 409);
-    let (status, _) = admin_post(
-        &app,
-        &format!("/events/{event}/ticket-types"),
-        json!({"name": "seated", "capacity": 5, "quota_id": 999_999}),
-    )
-    .await;
+    let (status, _) = app
+        .admin_post(
+            &format!("/events/{event}/ticket-types"),
+            json!({"name": "seated", "capacity": 5, "quota_id": 999_999}),
+        )
+        .await;
     assert_eq!(status, 422);
 
     // Untyped on a typed event, a type on an untyped one, a stranger's type.
@@ -205,13 +194,13 @@ async fn a_ticket_type_sells_only_inside_its_own_sale_window() {
     let event = app.create_event(30).await;
     let at = |offset: Duration| (Utc::now() + offset).to_rfc3339_opts(SecondsFormat::Millis, true);
     let path = format!("/events/{event}/ticket-types");
-    let (status, problem) = admin_post(
-        &app,
-        &path,
-        json!({"name": "bad", "capacity": 5, "sale_opens_at": at(Duration::hours(2)),
+    let (status, problem) = app
+        .admin_post(
+            &path,
+            json!({"name": "bad", "capacity": 5, "sale_opens_at": at(Duration::hours(2)),
                "sale_closes_at": at(Duration::hours(1))}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, 422, "{problem}");
     let late = new_type(
         &app,

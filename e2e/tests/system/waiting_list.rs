@@ -238,3 +238,53 @@ async fn cancel(app: &TestApp, id: &str) {
         .expect("DELETE reservation");
     assert_eq!(response.status(), 200, "{id}");
 }
+
+#[tokio::test]
+async fn a_type_whose_shared_quota_is_sold_out_can_be_waited_for() {
+    // Found by the chaos workload: the type still had tickets of its own,
+    // so joining was refused ("reserve them instead") while every reserve
+    // of it was rejected (its quota was empty): no way in at all.
+    let app = TestApp::spawn().await;
+    let event = app.create_event(100).await;
+    let (status, quota) = app
+        .admin_post(
+            &format!("/events/{event}/quotas"),
+            json!({"name": "floor", "capacity": 3}),
+        )
+        .await;
+    assert_eq!(status, 201, "{quota}");
+    let mut types = Vec::new();
+    for name in ["standing", "seated"] {
+        let (status, kind) = app
+            .admin_post(
+                &format!("/events/{event}/ticket-types"),
+                json!({"name": name, "capacity": 10, "quota_id": quota["id"]}),
+            )
+            .await;
+        assert_eq!(status, 201, "{kind}");
+        types.push(kind["id"].as_i64().expect("type id"));
+    }
+    let (status, body) = app
+        .reserve(event, Some(json!({"ticket_type": types[0], "quantity": 3})))
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (200, json!("confirmed")),
+        "{body}"
+    );
+    let (status, body) = app
+        .reserve(event, Some(json!({"ticket_type": types[1]})))
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (409, json!("rejected")),
+        "{body}"
+    );
+
+    let (status, entry) = join_with(&app, event, Some(json!({"ticket_type": types[1]}))).await;
+    assert_eq!(
+        (status, entry["status"].clone()),
+        (201, json!("waiting")),
+        "{entry}"
+    );
+}

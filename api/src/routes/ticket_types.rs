@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 
 use crate::{
     auth::Admin,
-    catalog,
+    catalog::{self, Children},
     extract::{JsonBody, PathId},
     known_events::{SaleWindow, TypeTerms},
     problem::{ApiError, Problem},
@@ -245,6 +245,7 @@ pub async fn create(
     // The type and the event's count of types change together: a worker
     // that sees the count reads the types.
     let txn = state.db.begin().await?;
+    catalog::count_child(&txn, event_id, Children::TicketTypes).await?;
     let inserted = ticket_type::Entity::insert(ticket_type::ActiveModel {
         event_id: Set(event_id),
         name: Set(name),
@@ -261,12 +262,6 @@ pub async fn create(
     .exec(&txn)
     .await
     .map_err(taken_name)?;
-    txn.execute_raw(Statement::from_sql_and_values(
-        txn.get_database_backend(),
-        "UPDATE events SET ticket_types = ticket_types + 1 WHERE id = ?",
-        [event_id.into()],
-    ))
-    .await?;
     txn.commit().await?;
     let id = inserted.last_insert_id;
     let kind = ticket_type::Entity::find_by_id(id)

@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::Caller,
-    catalog,
+    catalog::{self, Children},
     extract::{OptionalJson, PathId, RequestId},
     pending,
     problem::{ApiError, Problem},
@@ -127,6 +127,7 @@ pub async fn join(
     // The entry and the event's count of waiting entries change together:
     // a worker that sees the count reads the queue.
     let txn = state.db.begin().await?;
+    catalog::count_child(&txn, event.0, Children::WaitingEntries).await?;
     waiting_entry::Entity::insert(waiting_entry::ActiveModel {
         id: Set(id),
         event_id: Set(event.0),
@@ -138,12 +139,6 @@ pub async fn join(
         ..Default::default()
     })
     .exec_without_returning(&txn)
-    .await?;
-    txn.execute_raw(Statement::from_sql_and_values(
-        txn.get_database_backend(),
-        "UPDATE events SET waiting = waiting + 1 WHERE id = ?",
-        [event.0.into()],
-    ))
     .await?;
     txn.commit().await?;
     // Tickets may have come back since the check: have the worker look.

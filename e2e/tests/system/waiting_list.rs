@@ -288,3 +288,24 @@ async fn a_type_whose_shared_quota_is_sold_out_can_be_waited_for() {
         "{entry}"
     );
 }
+
+#[tokio::test]
+async fn many_clients_joining_at_once_are_all_queued_each_in_its_own_place() {
+    // Found by the chaos workload: two joins at once deadlocked in MySQL
+    // (each entry's foreign key share-locked the event row that both then
+    // updated), and the loser got a 500.
+    let app = TestApp::spawn().await;
+    let event = app.create_event(1).await;
+    let (status, _) = app.reserve(event, None).await;
+    assert_eq!(status, 200);
+    let joins = futures::future::join_all((0..30).map(|_| join(&app, event))).await;
+    let mut positions: Vec<i64> = joins
+        .iter()
+        .map(|(status, entry)| {
+            assert_eq!(*status, 201, "{entry}");
+            entry["position"].as_i64().expect("a position")
+        })
+        .collect();
+    positions.sort_unstable();
+    assert_eq!(positions, (1..=30).collect::<Vec<_>>());
+}

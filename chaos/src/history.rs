@@ -36,10 +36,29 @@ pub struct Meta {
     pub scenario: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventMeta {
     pub id: i64,
     pub capacity: i64,
+    /// The event's ticket types: a reserve of it names one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ticket_types: Vec<i64>,
+    /// Users its reserves and waiting-list entries name (it limits tickets
+    /// per user).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<i64>,
+}
+
+impl EventMeta {
+    /// A plain event: no types, no users.
+    pub fn plain(id: i64, capacity: i64) -> Self {
+        Self {
+            id,
+            capacity,
+            ticket_types: Vec::new(),
+            users: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -51,6 +70,10 @@ pub enum OpKind {
     Cancel,
     Poll,
     Read,
+    /// Joining a waiting list.
+    Join,
+    /// Reading a waiting-list entry.
+    Wait,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,6 +114,8 @@ impl Op {
             (OpKind::Reserve | OpKind::Confirm, 200 | 409)
             | (OpKind::Poll, 200)
             | (OpKind::Cancel, 200) => self.body["status"].as_str(),
+            // An offered entry shows its hold as it is now.
+            (OpKind::Wait, 200) => self.body["reservation"]["status"].as_str(),
             _ => None,
         }
     }

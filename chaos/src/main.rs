@@ -148,7 +148,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 let capacity = event["capacity"]
                     .as_i64()
                     .with_context(|| format!("event {id} has no capacity: {event}"))?;
-                metas.push(EventMeta { id, capacity });
+                metas.push(EventMeta::plain(id, capacity));
             }
             let history = Arc::new(HistoryWriter::create(
                 &out,

@@ -2,7 +2,7 @@
 //! must produce the expected violation, and a consistent pair none.
 
 use chaos::{
-    check::{self, DbState, EventRow, Limits, Row},
+    check::{self, DbState, EventRow, Limits, Row, WaitingRow},
     history::{EventMeta, Fault, Meta, Op, OpKind, Record},
 };
 use serde_json::{Value, json};
@@ -15,10 +15,7 @@ fn meta() -> Record {
     Record::Meta(Meta {
         started_at: chrono::Utc::now(),
         apis: vec!["http://127.0.0.1:1".into()],
-        events: vec![EventMeta {
-            id: EVENT,
-            capacity: 10,
-        }],
+        events: vec![EventMeta::plain(EVENT, 10)],
         scenario: None,
     })
 }
@@ -30,6 +27,8 @@ fn op(kind: OpKind, id: Option<Uuid>, status: u16, body: Value, at: f64) -> Reco
         OpKind::Cancel => ("DELETE", format!("/reservations/{}", id.unwrap())),
         OpKind::Poll => ("GET", format!("/reservations/{}", id.unwrap())),
         OpKind::Read => ("GET", format!("/events/{EVENT}/tickets")),
+        OpKind::Join => ("POST", format!("/events/{EVENT}/waiting-list")),
+        OpKind::Wait => ("GET", format!("/waiting-list/{}", id.unwrap())),
     };
     Record::Op(Op {
         op: kind,
@@ -126,6 +125,8 @@ fn consistent() -> (Vec<Record>, DbState, [Uuid; 5]) {
         status,
         quantity,
         expires_at: None,
+        ticket_type_id: None,
+        user_id: None,
     };
     let mut db = DbState::default();
     db.events.insert(
@@ -133,6 +134,7 @@ fn consistent() -> (Vec<Record>, DbState, [Uuid; 5]) {
         EventRow {
             capacity: 10,
             available: 4,
+            ..EventRow::default()
         },
     );
     db.rows.insert(a, row(Confirmed, 2));
@@ -310,6 +312,8 @@ fn one_idempotency_key_with_two_ids_is_caught() {
                 status: Rejected,
                 quantity: 1,
                 expires_at: None,
+                ticket_type_id: None,
+                user_id: None,
             },
         );
     }
@@ -377,4 +381,65 @@ fn the_history_round_trips_through_a_file() {
     std::fs::remove_file(&path).ok();
     assert_eq!(read.len(), history.len());
     assert!(rules(&read, &db).is_empty());
+}
+
+#[test]
+fn a_ticket_type_quota_or_user_over_its_count_and_a_half_made_offer_are_caught() {
+    use testkit::invariants::rules::{QuotaCount, TypeCount};
+    let (history, mut db, [a, b, ..]) = consistent();
+    // a (2 confirmed) is of type 1, in quota 9; b (3 confirmed) is user 5's.
+    if let Some(row) = db.rows.get_mut(&a) {
+        row.ticket_type_id = Some(1);
+    }
+    if let Some(row) = db.rows.get_mut(&b) {
+        row.user_id = Some(5);
+    }
+    if let Some(event) = db.events.get_mut(&EVENT) {
+        event.ticket_types = vec![TypeCount {
+            id: 1,
+            quota: Some(9),
+            capacity: 5,
+            available: 3,
+        }];
+        event.quotas = vec![QuotaCount {
+            id: 9,
+            capacity: 4,
+            available: 2,
+        }];
+        event.max_per_user = Some(3);
+    }
+    assert!(
+        rules(&history, &db).is_empty(),
+        "{:?}",
+        rules(&history, &db)
+    );
+
+    let mut over = db.clone();
+    if let Some(event) = over.events.get_mut(&EVENT) {
+        event.ticket_types[0].available = 4;
+        event.quotas[0].available = -1;
+        event.max_per_user = Some(2);
+    }
+    assert_eq!(
+        rules(&history, &over),
+        [
+            "inv2-conservation",
+            "inv1-range",
+            "inv2-conservation",
+            "inv-per-user"
+        ]
+    );
+
+    let offered = |offered| WaitingRow {
+        event_id: EVENT,
+        offered,
+    };
+    let mut half = db.clone();
+    half.waiting.insert(Uuid::now_v7(), offered(true));
+    half.waiting.insert(a, offered(false));
+    half.waiting.insert(b, offered(true));
+    assert_eq!(
+        rules(&history, &half),
+        ["inv-waiting-offer", "inv-waiting-offer"]
+    );
 }

@@ -1,9 +1,10 @@
 //! Reading the database for the checker: one consistent snapshot of the
-//! history's events and their reservations.
+//! history's events, their ticket types, quotas, reservations and waiting
+//! lists.
 
 use std::time::Duration;
 
-use super::model::{DbState, EventRow, Row};
+use super::model::{DbState, EventRow, Row, WaitingRow};
 
 /// Reads the events of the history (all events when it names none) and
 /// their reservations, from one consistent snapshot: workers may still be
@@ -15,7 +16,8 @@ pub async fn load_db(database_url: &str, events: &[i64]) -> anyhow::Result<DbSta
         AccessMode, ColumnTrait, ConnectionTrait, EntityTrait, IsolationLevel, QueryFilter,
         TransactionTrait,
     };
-    use shared::entities::{event, reservation};
+    use shared::entities::{event, quota, reservation, ticket_type, waiting_entry};
+    use testkit::invariants::rules::{QuotaCount, TypeCount};
 
     let pool = shared::db::connect_url(database_url, 2, Duration::from_secs(10)).await?;
     let db = pool
@@ -35,6 +37,30 @@ pub async fn load_db(database_url: &str, events: &[i64]) -> anyhow::Result<DbSta
             EventRow {
                 capacity: e.capacity.into(),
                 available: e.available.into(),
+                max_per_user: e.max_per_user.map(i64::from),
+                ticket_types: ticket_type::Entity::find()
+                    .filter(ticket_type::Column::EventId.eq(e.id))
+                    .all(&db)
+                    .await?
+                    .into_iter()
+                    .map(|t| TypeCount {
+                        id: t.id,
+                        quota: t.quota_id,
+                        capacity: t.capacity.into(),
+                        available: t.available.into(),
+                    })
+                    .collect(),
+                quotas: quota::Entity::find()
+                    .filter(quota::Column::EventId.eq(e.id))
+                    .all(&db)
+                    .await?
+                    .into_iter()
+                    .map(|q| QuotaCount {
+                        id: q.id,
+                        capacity: q.capacity.into(),
+                        available: q.available.into(),
+                    })
+                    .collect(),
             },
         );
         let rows = reservation::Entity::find()
@@ -49,6 +75,21 @@ pub async fn load_db(database_url: &str, events: &[i64]) -> anyhow::Result<DbSta
                     status: r.status,
                     quantity: r.quantity,
                     expires_at: r.expires_at,
+                    ticket_type_id: r.ticket_type_id,
+                    user_id: r.user_id,
+                },
+            );
+        }
+        let entries = waiting_entry::Entity::find()
+            .filter(waiting_entry::Column::EventId.eq(e.id))
+            .all(&db)
+            .await?;
+        for entry in entries {
+            state.waiting.insert(
+                entry.id,
+                WaitingRow {
+                    event_id: entry.event_id,
+                    offered: entry.offered_at.is_some(),
                 },
             );
         }

@@ -1,6 +1,7 @@
-//! Invariants 1 and 2 on the database: per event, `available` within
-//! `[0, capacity]` and `available + Σ confirmed == capacity`, by the rules
-//! the system tests apply ([`testkit::invariants::rules`]).
+//! Invariants 1 and 2 on the database: per event, and per ticket type and
+//! quota, `available` within `[0, capacity]` and `available + Σ held or
+//! confirmed == capacity`; and the per-user limit. By the rules the system
+//! tests apply ([`testkit::invariants::rules`]).
 
 use std::collections::BTreeMap;
 
@@ -46,6 +47,32 @@ pub(super) fn check(
         };
         for breach in rules::event_breaches(tally) {
             violations.push(Violation::new(breach.rule(), &*id, breach.to_string()));
+        }
+        let rows: Vec<_> = db
+            .rows
+            .values()
+            .filter(|r| r.event_id == *event_id)
+            .collect();
+        let counted: Vec<_> = rows
+            .iter()
+            .map(|r| (r.ticket_type_id, r.status, r.quantity))
+            .collect();
+        for (what, breach) in rules::type_breaches(&event.ticket_types, &event.quotas, &counted) {
+            violations.push(Violation::new(
+                breach.rule(),
+                format!("{id}, {what}"),
+                breach.to_string(),
+            ));
+        }
+        if let Some(max) = event.max_per_user {
+            let users = rows.iter().map(|r| (r.user_id, r.status, r.quantity));
+            for (user, has) in rules::users_over_limit(max, users) {
+                violations.push(Violation::new(
+                    "inv-per-user",
+                    format!("{id}, user {user}"),
+                    format!("holds and has confirmed {has} tickets, over the limit {max}"),
+                ));
+            }
         }
     }
     violations

@@ -5,8 +5,10 @@
 //!
 //! | rule | what is checked | module |
 //! |---|---|---|
-//! | `inv1-range` | every event: `0 <= available <= capacity` (database) | [`events`] |
-//! | `inv2-conservation` | every event: `available + Σ held or confirmed quantities == capacity` | [`events`] |
+//! | `inv1-range` | every event, ticket type and quota: `0 <= available <= capacity` (database) | [`events`] |
+//! | `inv2-conservation` | every event, ticket type and quota: `available + Σ held or confirmed quantities == capacity` | [`events`] |
+//! | `inv-per-user` | no user holds and has confirmed more of an event's tickets than its `max_per_user` | [`events`] |
+//! | `inv-waiting-offer` | a waiting-list entry is marked offered if and only if a reservation has its id | [`waiting`] |
 //! | `inv3-decided-twice` | every reservation id was seen only in states of one path of its state machine (held → confirmed → cancelled, held → released, held → expired, rejected), never back along it by a later request, and with one quantity; one Idempotency-Key, one id | [`reservations`] |
 //! | `inv4-response-vs-db` | every decided answer agrees with the final row: confirmed ⇒ row confirmed (or cancelled by a cancel the history shows), held ⇒ row in a state that follows a hold, rejected, cancelled, released, expired ⇒ the same, same quantity | [`reservations`] |
 //! | `inv5-lost` | every acknowledged command (reserve 200/202/409, confirm 200/202/409, cancel 200/202) reached a final state; no hold is still held well after its `expires_at` | [`lost`], [`requests`] |
@@ -21,6 +23,7 @@ mod model;
 mod render;
 mod requests;
 mod reservations;
+mod waiting;
 
 use std::{
     collections::BTreeMap,
@@ -30,7 +33,7 @@ use std::{
 pub use self::{
     database::load_db,
     lost::unresolved,
-    model::{DbState, EventRow, EventSummary, Limits, Row, Summary, Violation, split},
+    model::{DbState, EventRow, EventSummary, Limits, Row, Summary, Violation, WaitingRow, split},
 };
 use crate::history::Record;
 
@@ -68,6 +71,7 @@ pub fn check(history: &[Record], db: &DbState, limits: Limits) -> Summary {
     ));
     violations.extend(reservations::check(&ops, &events, db, &mut summary));
     violations.extend(lost::check(history, db));
+    violations.extend(waiting::check(&events, db));
     summary.violations = violations;
     summary
 }

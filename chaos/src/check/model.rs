@@ -9,6 +9,7 @@ use std::{
 
 use serde::Serialize;
 use shared::messages::ReservationStatus;
+use testkit::invariants::rules::{QuotaCount, TypeCount};
 use uuid::Uuid;
 
 use crate::history::{Fault, Meta, Op, Record};
@@ -18,14 +19,20 @@ use crate::history::{Fault, Meta, Op, Record};
 pub struct DbState {
     pub events: BTreeMap<i64, EventRow>,
     pub rows: HashMap<Uuid, Row>,
+    /// The events' waiting-list entries, by id (an offered entry's hold has
+    /// its id).
+    pub waiting: HashMap<Uuid, WaitingRow>,
     /// The database's clock when it was read.
     pub read_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct EventRow {
     pub capacity: i64,
     pub available: i64,
+    pub max_per_user: Option<i64>,
+    pub ticket_types: Vec<TypeCount>,
+    pub quotas: Vec<QuotaCount>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +42,15 @@ pub struct Row {
     pub quantity: i32,
     /// For a hold: when it ends.
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub ticket_type_id: Option<i64>,
+    pub user_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WaitingRow {
+    pub event_id: i64,
+    /// A hold was offered to it.
+    pub offered: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

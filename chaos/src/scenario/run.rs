@@ -12,6 +12,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde_json::json;
 use testkit::app::{Options, TestApp};
 
 use super::etcd;
@@ -46,12 +47,58 @@ const API_REPLICAS: usize = 2;
 pub(super) const WORKERS: usize = 3;
 const CAPACITIES: &[i64] = &[60, 300, 3000];
 
+/// An event sold as a storefront would sell it: three ticket types, two
+/// of them sharing a quota smaller than their sum, a per-user limit that
+/// the workload's few users reach, and waiting lists once a type sells
+/// out; holds offered to the list last `DEFAULT_HOLD_SECONDS` (short, see
+/// [`base_env`]) so their tickets come back during the run.
+async fn storefront(app: &TestApp) -> EventMeta {
+    let (status, event) = app
+        .create_event_with(json!({"name": "Storefront", "capacity": 100, "max_per_user": 8}))
+        .await;
+    assert_eq!(status, 201, "{event}");
+    let id = event["id"].as_i64().expect("event id");
+    let (status, quota) = app
+        .admin_post(
+            &format!("/events/{id}/quotas"),
+            json!({"name": "floor", "capacity": 60}),
+        )
+        .await;
+    assert_eq!(status, 201, "{quota}");
+    let mut ticket_types = Vec::new();
+    for (name, capacity, quota_id) in [
+        ("standing", 40, quota["id"].as_i64()),
+        ("seated", 40, quota["id"].as_i64()),
+        ("balcony", 50, None),
+    ] {
+        let (status, kind) = app
+            .admin_post(
+                &format!("/events/{id}/ticket-types"),
+                json!({"name": name, "capacity": capacity, "quota_id": quota_id}),
+            )
+            .await;
+        assert_eq!(status, 201, "{kind}");
+        ticket_types.push(kind["id"].as_i64().expect("type id"));
+    }
+    let mut users = Vec::new();
+    for n in 0..30 {
+        users.push(app.create_user(&format!("chaos-{id}-{n}")).await);
+    }
+    EventMeta {
+        id,
+        capacity: 100,
+        ticket_types,
+        users,
+    }
+}
+
 /// The environment every process of a scenario's deployment starts with,
 /// before the scenario's own (`Scenario::prepare`).
 pub(super) fn base_env() -> Env {
     Env::from([
         ("LOCK_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string()),
         ("DECIDE_TIMEOUT_MS", DECIDE_TIMEOUT_MS.to_string()),
+        ("DEFAULT_HOLD_SECONDS", "3".to_owned()),
     ])
 }
 
@@ -93,11 +140,9 @@ impl Run {
         }
         let mut events = Vec::new();
         for &capacity in CAPACITIES {
-            events.push(EventMeta {
-                id: app.create_event(capacity).await,
-                capacity,
-            });
+            events.push(EventMeta::plain(app.create_event(capacity).await, capacity));
         }
+        events.push(storefront(&app).await);
         let history = HistoryWriter::create(
             &options.dir.join("history.jsonl"),
             Meta {

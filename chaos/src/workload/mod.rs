@@ -1,8 +1,11 @@
 //! The randomized workload: concurrent clients making reserve (sync and
 //! async, quantity 1–4, some with Idempotency-Key and retries, some holds
-//! of 1–3 s that expire during the faults), confirm, cancel, poll and read
-//! requests against one or more api replicas, every request and answer
-//! recorded in the history.
+//! of 1–3 s that expire during the faults; of a ticket type and for a user
+//! where the event has them), confirm, cancel, poll, read and waiting-list
+//! (`waiting`) requests against one or more api replicas, every request
+//! and answer recorded in the history.
+
+mod waiting;
 
 use std::{
     sync::{
@@ -37,6 +40,8 @@ struct Known {
     any: Vec<Uuid>,
     confirmed: Vec<Uuid>,
     held: Vec<Uuid>,
+    /// Waiting-list entries not seen offered yet.
+    waiting: Vec<Uuid>,
 }
 
 struct Shared {
@@ -216,8 +221,12 @@ async fn client_loop(shared: Arc<Shared>, client: usize) {
             confirm(&shared, client, &mut rng).await
         } else if roll < 0.67 {
             cancel(&shared, client, &mut rng).await
-        } else if roll < 0.85 {
+        } else if roll < 0.77 {
             poll(&shared, client, &mut rng).await
+        } else if roll < 0.81 {
+            waiting::join(&shared, client, &mut rng).await
+        } else if roll < 0.85 {
+            waiting::look(&shared, client, &mut rng).await
         } else {
             read(&shared, client, &mut rng).await
         };
@@ -233,8 +242,10 @@ async fn client_loop(shared: Arc<Shared>, client: usize) {
 }
 
 async fn reserve(shared: &Shared, client: usize, rng: &mut StdRng, n: u64) -> Option<Op> {
-    let event = *shared.config.events.choose(rng)?;
+    let event = shared.config.events.choose(rng)?;
     let quantity = rng.random_range(1..=4);
+    let ticket_type = event.ticket_types.choose(rng).copied();
+    let user_id = event.users.choose(rng).copied();
     let hold_seconds = rng.random_bool(0.3).then(|| rng.random_range(1..=3));
     let asynchronous = rng.random_bool(0.25);
     let key = rng
@@ -253,10 +264,18 @@ async fn reserve(shared: &Shared, client: usize, rng: &mut StdRng, n: u64) -> Op
         request.idempotency_key = key.clone();
         request.attempt = attempt;
         request.asynchronous = asynchronous;
-        request.body = Some(match hold_seconds {
-            Some(seconds) => json!({ "quantity": quantity, "hold": true, "hold_seconds": seconds }),
-            None => json!({ "quantity": quantity }),
-        });
+        let mut body = json!({ "quantity": quantity });
+        if let Some(seconds) = hold_seconds {
+            body["hold"] = json!(true);
+            body["hold_seconds"] = json!(seconds);
+        }
+        if let Some(kind) = ticket_type {
+            body["ticket_type"] = json!(kind);
+        }
+        if let Some(user) = user_id {
+            body["user_id"] = json!(user);
+        }
+        request.body = Some(body);
         let op = shared.send(client, rng, request).await;
         // With a key, retry: always after a refusal or no answer (that is
         // what the key is for), and half the time after an answer too, to
@@ -340,7 +359,7 @@ async fn poll(shared: &Shared, client: usize, rng: &mut StdRng) -> Option<Op> {
 }
 
 async fn read(shared: &Shared, client: usize, rng: &mut StdRng) -> Option<Op> {
-    let event = *shared.config.events.choose(rng)?;
+    let event = shared.config.events.choose(rng)?;
     let mut request = Request::new(
         OpKind::Read,
         reqwest::Method::GET,
@@ -405,7 +424,7 @@ pub async fn flood(
             tokio::spawn(async move {
                 let mut rng = StdRng::seed_from_u64(shared.config.seed ^ n);
                 let client = shared.config.clients + (n % 64) as usize;
-                if let Some(event) = shared.config.events.choose(&mut rng).copied() {
+                if let Some(event) = shared.config.events.choose(&mut rng) {
                     let mut request = Request::new(
                         OpKind::Reserve,
                         reqwest::Method::POST,

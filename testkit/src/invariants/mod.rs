@@ -25,6 +25,8 @@ pub struct Snapshot {
     /// 2 over the reservations it counts.
     pub ticket_types: Vec<ticket_type::Model>,
     pub quotas: Vec<quota::Model>,
+    /// The event's per-user limit, if it has one.
+    pub max_per_user: Option<i64>,
 }
 
 impl Snapshot {
@@ -39,62 +41,58 @@ impl Snapshot {
             .count()
     }
 
-    /// Σ quantity taken (held or confirmed) by the reservations `counts`.
-    fn taken_by(&self, counts: impl Fn(&reservation::Model) -> bool) -> i64 {
-        rules::taken_quantity(
-            self.reservations
-                .values()
-                .filter(|r| counts(r))
-                .map(|r| (r.status, r.quantity)),
-        )
-    }
-
     /// Violations of invariants 1 and 2, described: for the event, each of
-    /// its ticket types and each of its quotas.
+    /// its ticket types and each of its quotas; and of its per-user limit.
     pub fn violations(&self) -> Vec<String> {
-        let mut tallies = vec![(
-            "event".to_owned(),
-            rules::EventTally {
-                capacity: self.capacity,
-                available: self.available,
-                taken: self.taken_quantity(),
-            },
-        )];
-        for kind in &self.ticket_types {
-            tallies.push((
-                format!("ticket type {}", kind.id),
-                rules::EventTally {
-                    capacity: kind.capacity.into(),
-                    available: kind.available.into(),
-                    taken: self.taken_by(|r| r.ticket_type_id == Some(kind.id)),
-                },
-            ));
-        }
-        for quota in &self.quotas {
-            let members: Vec<i64> = self
-                .ticket_types
-                .iter()
-                .filter(|t| t.quota_id == Some(quota.id))
-                .map(|t| t.id)
-                .collect();
-            tallies.push((
-                format!("quota {}", quota.id),
-                rules::EventTally {
-                    capacity: quota.capacity.into(),
-                    available: quota.available.into(),
-                    taken: self
-                        .taken_by(|r| r.ticket_type_id.is_some_and(|t| members.contains(&t))),
-                },
-            ));
-        }
-        tallies
+        let event = rules::EventTally {
+            capacity: self.capacity,
+            available: self.available,
+            taken: self.taken_quantity(),
+        };
+        let mut found: Vec<String> = rules::event_breaches(event)
             .into_iter()
-            .flat_map(|(what, tally)| {
-                rules::event_breaches(tally)
-                    .into_iter()
-                    .map(move |breach| format!("{what}: {}: {breach}", breach.rule()))
+            .map(|breach| format!("event: {}: {breach}", breach.rule()))
+            .collect();
+        let types: Vec<rules::TypeCount> = self
+            .ticket_types
+            .iter()
+            .map(|t| rules::TypeCount {
+                id: t.id,
+                quota: t.quota_id,
+                capacity: t.capacity.into(),
+                available: t.available.into(),
             })
-            .collect()
+            .collect();
+        let quotas: Vec<rules::QuotaCount> = self
+            .quotas
+            .iter()
+            .map(|q| rules::QuotaCount {
+                id: q.id,
+                capacity: q.capacity.into(),
+                available: q.available.into(),
+            })
+            .collect();
+        let rows: Vec<_> = self
+            .reservations
+            .values()
+            .map(|r| (r.ticket_type_id, r.status, r.quantity))
+            .collect();
+        found.extend(
+            rules::type_breaches(&types, &quotas, &rows)
+                .into_iter()
+                .map(|(what, breach)| format!("{what}: {}: {breach}", breach.rule())),
+        );
+        if let Some(max) = self.max_per_user {
+            let rows = self.reservations.values();
+            for (user, has) in
+                rules::users_over_limit(max, rows.map(|r| (r.user_id, r.status, r.quantity)))
+            {
+                found.push(format!(
+                    "user {user}: has {has} tickets, over the limit {max}"
+                ));
+            }
+        }
+        found
     }
 }
 
@@ -143,6 +141,7 @@ pub async fn snapshot(db: &DatabaseConnection, event_id: i64) -> Snapshot {
         reservations,
         ticket_types,
         quotas,
+        max_per_user: event.max_per_user.map(i64::from),
     }
 }
 

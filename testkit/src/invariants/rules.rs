@@ -92,6 +92,82 @@ pub fn event_breaches(event: EventTally) -> Vec<EventBreach> {
     found
 }
 
+/// A ticket type's count as stored, and the quota it shares, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TypeCount {
+    pub id: i64,
+    pub quota: Option<i64>,
+    pub capacity: i64,
+    pub available: i64,
+}
+
+/// A quota's count as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaCount {
+    pub id: i64,
+    pub capacity: i64,
+    pub available: i64,
+}
+
+/// Invariants 1 and 2 for each of an event's ticket types and quotas,
+/// over the event's reservations `rows` (ticket type, status, quantity):
+/// a type counts its own, a quota those of its types. Each breach comes
+/// with what broke it ("ticket type 3", "quota 1").
+pub fn type_breaches(
+    types: &[TypeCount],
+    quotas: &[QuotaCount],
+    rows: &[(Option<i64>, ReservationStatus, i32)],
+) -> Vec<(String, EventBreach)> {
+    let taken_by = |counts: &dyn Fn(i64) -> bool| {
+        taken_quantity(
+            rows.iter()
+                .filter(|(kind, _, _)| kind.is_some_and(counts))
+                .map(|(_, status, quantity)| (*status, *quantity)),
+        )
+    };
+    let type_tallies = types.iter().map(|kind| {
+        let tally = EventTally {
+            capacity: kind.capacity,
+            available: kind.available,
+            taken: taken_by(&|t| t == kind.id),
+        };
+        (format!("ticket type {}", kind.id), tally)
+    });
+    let quota_tallies = quotas.iter().map(|quota| {
+        let members = |t: i64| types.iter().any(|k| k.id == t && k.quota == Some(quota.id));
+        let tally = EventTally {
+            capacity: quota.capacity,
+            available: quota.available,
+            taken: taken_by(&members),
+        };
+        (format!("quota {}", quota.id), tally)
+    });
+    type_tallies
+        .chain(quota_tallies)
+        .flat_map(|(what, tally)| {
+            event_breaches(tally)
+                .into_iter()
+                .map(move |breach| (what.clone(), breach))
+        })
+        .collect()
+}
+
+/// The per-user limit: no user holds and has confirmed more than `max` of
+/// an event's tickets. `rows` are the event's (user, status, quantity);
+/// the users over it, with what they have.
+pub fn users_over_limit(
+    max: i64,
+    rows: impl IntoIterator<Item = (Option<i64>, ReservationStatus, i32)>,
+) -> Vec<(i64, i64)> {
+    let mut taken: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
+    for (user, status, quantity) in rows {
+        if let Some(user) = user.filter(|_| status.takes_tickets()) {
+            *taken.entry(user).or_default() += i64::from(quantity);
+        }
+    }
+    taken.into_iter().filter(|(_, has)| *has > max).collect()
+}
+
 /// Invariant 4: a status a client was answered agrees with the final row.
 /// A confirmation may since have been cancelled, when a cancel was asked;
 /// a hold may since have moved on to any state that follows a hold.

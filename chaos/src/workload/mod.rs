@@ -244,9 +244,11 @@ async fn client_loop(shared: Arc<Shared>, client: usize) {
 async fn reserve(shared: &Shared, client: usize, rng: &mut StdRng, n: u64) -> Option<Op> {
     let event = shared.config.events.choose(rng)?;
     let quantity = rng.random_range(1..=4);
-    let ticket_type = event.ticket_types.choose(rng).copied();
-    let user_id = event.users.choose(rng).copied();
-    let hold_seconds = rng.random_bool(0.3).then(|| rng.random_range(1..=3));
+    let mut body = reserve_body(event, quantity, rng);
+    if rng.random_bool(0.3) {
+        body["hold"] = json!(true);
+        body["hold_seconds"] = json!(rng.random_range(1..=3));
+    }
     let asynchronous = rng.random_bool(0.25);
     let key = rng
         .random_bool(0.2)
@@ -264,18 +266,7 @@ async fn reserve(shared: &Shared, client: usize, rng: &mut StdRng, n: u64) -> Op
         request.idempotency_key = key.clone();
         request.attempt = attempt;
         request.asynchronous = asynchronous;
-        let mut body = json!({ "quantity": quantity });
-        if let Some(seconds) = hold_seconds {
-            body["hold"] = json!(true);
-            body["hold_seconds"] = json!(seconds);
-        }
-        if let Some(kind) = ticket_type {
-            body["ticket_type"] = json!(kind);
-        }
-        if let Some(user) = user_id {
-            body["user_id"] = json!(user);
-        }
-        request.body = Some(body);
+        request.body = Some(body.clone());
         let op = shared.send(client, rng, request).await;
         // With a key, retry: always after a refusal or no answer (that is
         // what the key is for), and half the time after an answer too, to
@@ -294,6 +285,19 @@ async fn reserve(shared: &Shared, client: usize, rng: &mut StdRng, n: u64) -> Op
         }
     }
     last
+}
+
+/// A valid reserve of `quantity` tickets of `event`: of a random type and
+/// for a random user where the event has them.
+fn reserve_body(event: &EventMeta, quantity: i32, rng: &mut StdRng) -> Value {
+    let mut body = json!({ "quantity": quantity });
+    if let Some(kind) = event.ticket_types.choose(rng) {
+        body["ticket_type"] = json!(kind);
+    }
+    if let Some(user) = event.users.choose(rng) {
+        body["user_id"] = json!(user);
+    }
+    body
 }
 
 /// Takes one id out of `ids` at random.
@@ -432,7 +436,7 @@ pub async fn flood(
                     );
                     request.event_id = Some(event.id);
                     request.quantity = Some(1);
-                    request.body = Some(json!({ "quantity": 1 }));
+                    request.body = Some(reserve_body(event, 1, &mut rng));
                     let op = shared.send(client, &mut rng, request).await;
                     answers.send(op.status).ok();
                 }

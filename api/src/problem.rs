@@ -154,12 +154,12 @@ pub const TYPES: &[(&str, &str, &str)] = &[
     (
         "sale-not-open",
         "Sale not open yet",
-        "The event's sale opens later: the detail gives the opening time (RFC 3339) and `Retry-After` the seconds until then. Nothing was queued.",
+        "The sale of the event, or of the ticket type asked for, opens later: the detail gives the opening time (RFC 3339) and `Retry-After` the seconds until then. Nothing was queued.",
     ),
     (
         "sale-closed",
         "Sale closed",
-        "The event's sale has closed: the detail gives the closing time. Nothing was queued. A replayed `Idempotency-Key` still gets the state of what it asked while the sale was open.",
+        "The sale of the event, or of the ticket type asked for, has closed: the detail gives the closing time. Nothing was queued. A replayed `Idempotency-Key` still gets the state of what it asked while the sale was open.",
     ),
     (
         "rate-limited",

@@ -8,6 +8,7 @@ mod dependencies;
 mod faults;
 mod holds;
 mod idempotency;
+mod integration;
 mod lifecycle;
 mod limits;
 mod load;

@@ -70,7 +70,7 @@ enum Command {
     /// Clients and their API keys: create, list, revoke.
     #[command(subcommand)]
     Clients(clients::Command),
-    /// Reservations of every client: list, show, cancel, export.
+    /// Reservations of every client: list, show, cancel, cancel-all, export.
     #[command(subcommand)]
     Reservations(reservations::Command),
     /// Live settings (etcd, applied without a restart): show, set, unset.

@@ -75,7 +75,7 @@ pub fn table(rows: &[Value], columns: &[Column]) -> String {
     lines.join("\n")
 }
 
-/// One object as `field: value` lines, in the object's order.
+/// One object as `field: value` lines.
 pub fn fields(value: &Value) -> String {
     match value.as_object() {
         Some(object) => object

@@ -111,7 +111,7 @@ pub struct ReservationPage {
         (status = 403, description = "Admin endpoints disabled (no ADMIN_TOKEN)", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(
+pub async fn list_reservations(
     State(state): State<AppState>,
     _admin: Admin,
     QueryParams(filter): QueryParams<Filter>,

@@ -45,8 +45,8 @@ use crate::{extract::REQUEST_ID, middleware::limit_reserve, problem::ApiError, s
         waiting_list::join, waiting_list::get, waiting_list::leave,
         users::create,
         clients::create, clients::list, clients::revoke,
-        admin_reservations::list,
-        settings::list, settings::get, settings::put, settings::delete,
+        admin_reservations::list_reservations,
+        settings::list_settings, settings::get_setting, settings::put_setting, settings::delete_setting,
         health::healthz, health::readyz,
     ),
     modifiers(&SecuritySchemes, &OperationIds),
@@ -153,14 +153,17 @@ pub fn router(state: AppState) -> Router {
             "/admin/clients/{id}",
             axum::routing::delete(clients::revoke),
         )
-        .route("/admin/reservations", get(admin_reservations::list))
-        .route("/admin/settings", get(settings::list))
+        .route(
+            "/admin/reservations",
+            get(admin_reservations::list_reservations),
+        )
+        .route("/admin/settings", get(settings::list_settings))
         // A wildcard: an event's pause is `events/<id>/sales_paused`.
         .route(
             "/admin/settings/{*name}",
-            get(settings::get)
-                .put(settings::put)
-                .delete(settings::delete),
+            get(settings::get_setting)
+                .put(settings::put_setting)
+                .delete(settings::delete_setting),
         )
         .route("/problems", get(problems::index))
         .route("/problems/{slug}", get(problems::describe))

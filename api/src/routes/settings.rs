@@ -21,6 +21,12 @@ use crate::{
     state::AppState,
 };
 
+/// Above the largest event id a setting may name (18 digits).
+const MAX_EVENT_ID: i64 = 1_000_000_000_000_000_000;
+
+/// The longest value stored (every valid one is far shorter).
+const MAX_VALUE: usize = 100;
+
 /// One live setting.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Setting {
@@ -62,8 +68,9 @@ fn known(name: &str) -> bool {
             .strip_prefix("events/")
             .and_then(|rest| rest.strip_suffix("/sales_paused"))
             .and_then(|id| id.parse::<i64>().ok())
-            // One spelling per event: no sign, no leading zero.
-            .is_some_and(|id| id > 0 && event_pause_key(id) == name)
+            // One spelling per event (no sign, no leading zero), and at
+            // most 18 digits, as the document's pattern says.
+            .is_some_and(|id| (1..MAX_EVENT_ID).contains(&id) && event_pause_key(id) == name)
 }
 
 /// The setting `name` as given, or 404.
@@ -146,7 +153,7 @@ fn view(defaults: &Settings, overrides: &BTreeMap<String, String>, name: &str) -
         (status = 403, description = "Admin endpoints disabled (no ADMIN_TOKEN)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "etcd is unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(
+pub async fn list_settings(
     State(state): State<AppState>,
     _admin: Admin,
 ) -> Result<Json<SettingList>, ApiError> {
@@ -176,7 +183,7 @@ pub async fn list(
         (status = 404, description = "No such setting", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "etcd is unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(
+pub async fn get_setting(
     State(state): State<AppState>,
     _admin: Admin,
     name: PathId<String>,
@@ -205,25 +212,24 @@ pub async fn get(
         (status = 422, description = "Not a valid value for this setting (nothing stored)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "etcd is unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn put(
+pub async fn put_setting(
     State(state): State<AppState>,
     _admin: Admin,
     name: PathId<String>,
     JsonBody(new): JsonBody<NewValue>,
 ) -> Result<Json<Setting>, ApiError> {
     let name = setting_name(name)?;
+    if new.value.chars().count() > MAX_VALUE {
+        return Err(ApiError::Unprocessable(format!(
+            "value must be at most {MAX_VALUE} characters"
+        )));
+    }
     let value = new.value.trim();
     state
         .settings_defaults
         .check(&name, value)
         .map_err(|reason| ApiError::Unprocessable(format!("{name}: {reason}")))?;
-    let mut client = state.etcd.clone();
-    let key = format!("{}{name}", state.settings_prefix);
-    within(state.backend_timeout, client.put(key, value, None)).await?;
-    let mut overrides = overrides(&state).await?;
-    // The read after the write may reach a member that has not applied it.
-    overrides.insert(name.clone(), value.to_owned());
-    Ok(Json(view(&state.settings_defaults, &overrides, &name)))
+    store(&state, &name, Some(value)).await.map(Json)
 }
 
 /// Removes a setting's override (admin): its default applies again.
@@ -240,18 +246,30 @@ pub async fn put(
         (status = 404, description = "No such setting", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "etcd is unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn delete(
+pub async fn delete_setting(
     State(state): State<AppState>,
     _admin: Admin,
     name: PathId<String>,
 ) -> Result<Json<Setting>, ApiError> {
     let name = setting_name(name)?;
+    store(&state, &name, None).await.map(Json)
+}
+
+/// Stores `value` as `name`'s override, or removes the override (`None`),
+/// and reads the setting back (etcd's reads are linearizable: the read
+/// sees the write).
+async fn store(state: &AppState, name: &str, value: Option<&str>) -> Result<Setting, ApiError> {
     let mut client = state.etcd.clone();
     let key = format!("{}{name}", state.settings_prefix);
-    within(state.backend_timeout, client.delete(key, None)).await?;
-    let mut overrides = overrides(&state).await?;
-    overrides.remove(&name);
-    Ok(Json(view(&state.settings_defaults, &overrides, &name)))
+    let timeout = state.backend_timeout;
+    match value {
+        Some(value) => within(timeout, client.put(key, value, None))
+            .await
+            .map(drop)?,
+        None => within(timeout, client.delete(key, None)).await.map(drop)?,
+    }
+    let overrides = overrides(state).await?;
+    Ok(view(&state.settings_defaults, &overrides, name))
 }
 
 #[cfg(test)]
@@ -283,6 +301,7 @@ mod tests {
             "events/-1/sales_paused",
             "events/+1/sales_paused",
             "events/01/sales_paused",
+            "events/1000000000000000000/sales_paused",
             "events/x/sales_paused",
             "events/1/max_quantity",
         ] {

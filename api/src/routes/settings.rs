@@ -8,11 +8,15 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use axum::{Json, extract::State};
+use axum::{
+    Json,
+    extract::{FromRequestParts, State},
+    http::request::Parts,
+};
 use etcd_client::{Client, GetOptions};
 use serde::{Deserialize, Serialize};
 use shared::settings::{KEYS, Settings, event_pause_key};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     auth::Admin,
@@ -73,15 +77,31 @@ fn known(name: &str) -> bool {
             .is_some_and(|id| (1..MAX_EVENT_ID).contains(&id) && event_pause_key(id) == name)
 }
 
-/// The setting `name` as given, or 404.
-fn setting_name(PathId(name): PathId<String>) -> Result<String, ApiError> {
-    if known(&name) {
-        Ok(name)
-    } else {
-        Err(ApiError::NotFound(format!(
-            "no live setting {name:?}: the settings are {} and events/<id>/sales_paused",
-            KEYS.join(", ")
-        )))
+/// The `{name}` of a setting's routes: a live setting, or 404. The
+/// document's pattern is the rule `known` applies.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SettingName {
+    /// The setting: a global one, or `events/<id>/sales_paused`.
+    #[param(
+        pattern = "^(max_quantity|reserve_wait_timeout_ms|sales_paused|batch_size|batch_linger_ms|max_hold_seconds|default_hold_seconds|events/[1-9][0-9]{0,17}/sales_paused)$"
+    )]
+    name: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SettingName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let PathId(name) = PathId::<String>::from_request_parts(parts, state).await?;
+        if known(&name) {
+            Ok(Self { name })
+        } else {
+            Err(ApiError::NotFound(format!(
+                "no live setting {name:?}: the settings are {} and events/<id>/sales_paused",
+                KEYS.join(", ")
+            )))
+        }
     }
 }
 
@@ -173,8 +193,7 @@ pub async fn list_settings(
 
 /// One live setting (admin).
 #[utoipa::path(get, path = "/admin/settings/{name}", tag = "admin",
-    params(("name" = String, Path, pattern = "^(max_quantity|reserve_wait_timeout_ms|sales_paused|batch_size|batch_linger_ms|max_hold_seconds|default_hold_seconds|events/[1-9][0-9]{0,17}/sales_paused)$",
-        description = "The setting: a global one, or `events/<id>/sales_paused`")),
+    params(SettingName),
     security(("admin_token" = [])),
     responses(
         (status = 200, body = Setting, example = json!({"name": "max_quantity", "default": "10", "override": "4", "effective": "4"})),
@@ -186,9 +205,8 @@ pub async fn list_settings(
 pub async fn get_setting(
     State(state): State<AppState>,
     _admin: Admin,
-    name: PathId<String>,
+    SettingName { name }: SettingName,
 ) -> Result<Json<Setting>, ApiError> {
-    let name = setting_name(name)?;
     let overrides = overrides(&state).await?;
     Ok(Json(view(&state.settings_defaults, &overrides, &name)))
 }
@@ -197,8 +215,7 @@ pub async fn get_setting(
 /// every api replica and worker picks it up. `events/<id>/sales_paused`
 /// `true` pauses one event's sales.
 #[utoipa::path(put, path = "/admin/settings/{name}", tag = "admin",
-    params(("name" = String, Path, pattern = "^(max_quantity|reserve_wait_timeout_ms|sales_paused|batch_size|batch_linger_ms|max_hold_seconds|default_hold_seconds|events/[1-9][0-9]{0,17}/sales_paused)$",
-        description = "The setting: a global one, or `events/<id>/sales_paused`")),
+    params(SettingName),
     request_body(content = NewValue, example = json!({"value": "4"})),
     security(("admin_token" = [])),
     responses(
@@ -215,10 +232,9 @@ pub async fn get_setting(
 pub async fn put_setting(
     State(state): State<AppState>,
     _admin: Admin,
-    name: PathId<String>,
+    SettingName { name }: SettingName,
     JsonBody(new): JsonBody<NewValue>,
 ) -> Result<Json<Setting>, ApiError> {
-    let name = setting_name(name)?;
     if new.value.chars().count() > MAX_VALUE {
         return Err(ApiError::Unprocessable(format!(
             "value must be at most {MAX_VALUE} characters"
@@ -235,8 +251,7 @@ pub async fn put_setting(
 /// Removes a setting's override (admin): its default applies again.
 /// Removing an absent override is harmless.
 #[utoipa::path(delete, path = "/admin/settings/{name}", tag = "admin",
-    params(("name" = String, Path, pattern = "^(max_quantity|reserve_wait_timeout_ms|sales_paused|batch_size|batch_linger_ms|max_hold_seconds|default_hold_seconds|events/[1-9][0-9]{0,17}/sales_paused)$",
-        description = "The setting: a global one, or `events/<id>/sales_paused`")),
+    params(SettingName),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The setting as it now stands", body = Setting,
@@ -249,9 +264,8 @@ pub async fn put_setting(
 pub async fn delete_setting(
     State(state): State<AppState>,
     _admin: Admin,
-    name: PathId<String>,
+    SettingName { name }: SettingName,
 ) -> Result<Json<Setting>, ApiError> {
-    let name = setting_name(name)?;
     store(&state, &name, None).await.map(Json)
 }
 
@@ -313,8 +327,8 @@ mod tests {
     /// ones and each event's pause.
     const NAME_PATTERN: &str = "^(max_quantity|reserve_wait_timeout_ms|sales_paused|batch_size|batch_linger_ms|max_hold_seconds|default_hold_seconds|events/[1-9][0-9]{0,17}/sales_paused)$";
 
-    /// Every `{name}` of the document carries `NAME_PATTERN`, which
-    /// utoipa's attributes cannot take as a constant.
+    /// Every `{name}` of the document carries `NAME_PATTERN`: the
+    /// global keys and the event pauses.
     #[test]
     fn the_document_states_the_name_pattern() {
         let spec = crate::routes::document();

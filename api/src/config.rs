@@ -27,8 +27,9 @@ pub struct Config {
     pub listen_addr: SocketAddr,
 
     /// Bearer token required by the admin endpoints (`POST /events`,
-    /// `/admin/clients`). Empty (the default) disables them; they then
-    /// answer 403 saying how to set it.
+    /// `PATCH /events/{id}`, `POST /events/{id}/close`, `/admin/...`).
+    /// Empty (the default) disables them; they then answer 403 saying how
+    /// to set it.
     #[arg(long, env = "ADMIN_TOKEN", default_value = "", hide_env_values = true)]
     pub admin_token: String,
 

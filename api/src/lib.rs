@@ -7,6 +7,7 @@ mod auth;
 mod availability;
 mod broker;
 mod catalog;
+mod conditional;
 pub mod config;
 mod extract;
 mod integral;

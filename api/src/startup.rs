@@ -48,10 +48,11 @@ impl App {
         .await;
         let cache = AvailabilityCache::new(&connections.redis_url, &connections.namespace, timeout)
             .context("REDIS_URL")?;
+        let settings_defaults = Settings::from_args(&config.settings);
         let settings = LiveSettings::watch(
             etcd.clone(),
             &connections.namespace,
-            Settings::from_args(&config.settings),
+            settings_defaults.clone(),
             timeout,
         );
         let availability = Arc::new(AvailabilityView::new(config.availability_max_staleness()));
@@ -81,6 +82,8 @@ impl App {
             cache,
             availability,
             settings,
+            settings_defaults,
+            settings_prefix: shared::etcd::config_prefix(&connections.namespace),
             broker,
             known_events: Arc::default(),
             etcd,

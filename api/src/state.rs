@@ -6,7 +6,10 @@
 use std::{ops::Deref, sync::Arc};
 
 use sea_orm::DatabaseConnection;
-use shared::{cache::AvailabilityCache, settings::LiveSettings};
+use shared::{
+    cache::AvailabilityCache,
+    settings::{LiveSettings, Settings},
+};
 
 use crate::{
     auth::Keys, availability::AvailabilityView, broker::Broker, known_events::KnownEvents,
@@ -36,6 +39,11 @@ pub struct Resources {
     /// Fresh counts in memory, kept current by the workers' announcements.
     pub availability: Arc<AvailabilityView>,
     pub settings: LiveSettings,
+    /// The live settings' defaults (flags and environment), for the admin
+    /// view of what each override changes.
+    pub settings_defaults: Settings,
+    /// The etcd prefix of the live settings (`/<namespace>/config/`).
+    pub settings_prefix: String,
     pub broker: Arc<Broker>,
     pub known_events: Arc<KnownEvents>,
     pub etcd: etcd_client::Client,

@@ -2,7 +2,7 @@
 //! contract (DESIGN.md §5).
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shared::{
     entities::{event, reservation, reservation_request, user},
     messages::{Outcome, ReservationStatus},
@@ -14,7 +14,7 @@ use uuid::Uuid;
 /// `ReservationStatus`, which knows nothing of OpenAPI). `held` takes
 /// tickets until `expires_at`; `released` and `expired` are holds that
 /// gave them back (by the client, by the clock).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending,
@@ -24,6 +24,21 @@ pub enum Status {
     Held,
     Released,
     Expired,
+}
+
+impl Status {
+    /// The domain's state of the same name (what the rows store).
+    pub fn domain(self) -> ReservationStatus {
+        match self {
+            Self::Pending => ReservationStatus::Pending,
+            Self::Confirmed => ReservationStatus::Confirmed,
+            Self::Rejected => ReservationStatus::Rejected,
+            Self::Cancelled => ReservationStatus::Cancelled,
+            Self::Held => ReservationStatus::Held,
+            Self::Released => ReservationStatus::Released,
+            Self::Expired => ReservationStatus::Expired,
+        }
+    }
 }
 
 impl From<ReservationStatus> for Status {

@@ -55,6 +55,23 @@ pub struct SettingsArgs {
     pub default_hold_seconds: i32,
 }
 
+/// The keys that apply to every event, in the order tools list them. Each
+/// event has one more: `events/<id>/sales_paused` ([`event_pause_key`]).
+pub const KEYS: &[&str] = &[
+    "max_quantity",
+    "reserve_wait_timeout_ms",
+    "sales_paused",
+    "batch_size",
+    "batch_linger_ms",
+    "max_hold_seconds",
+    "default_hold_seconds",
+];
+
+/// The key that pauses (or resumes) one event's sales.
+pub fn event_pause_key(event_id: i64) -> String {
+    format!("events/{event_id}/sales_paused")
+}
+
 /// One consistent snapshot of the live settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -150,6 +167,35 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// Whether `value` (as stored, before trimming) is a valid value of
+    /// `key`: the parser the watchers apply, so what an admin tool accepts
+    /// is exactly what takes effect. `Err` says why not.
+    pub fn check(&self, key: &str, value: &str) -> Result<(), String> {
+        self.clone().apply(key, value.trim())
+    }
+
+    /// The value of `key` in this snapshot, as text (`None`: unknown key).
+    pub fn value(&self, key: &str) -> Option<String> {
+        let millis = |d: Duration| d.as_millis().to_string();
+        Some(match key {
+            "max_quantity" => self.max_quantity.to_string(),
+            "reserve_wait_timeout_ms" => millis(self.reserve_wait_timeout),
+            "sales_paused" => self.sales_paused.to_string(),
+            "batch_size" => self.batch_size.to_string(),
+            "batch_linger_ms" => millis(self.batch_linger),
+            "max_hold_seconds" => self.max_hold_seconds.to_string(),
+            "default_hold_seconds" => self.default_hold_seconds().to_string(),
+            _ => {
+                let id: i64 = key
+                    .strip_prefix("events/")?
+                    .strip_suffix("/sales_paused")?
+                    .parse()
+                    .ok()?;
+                self.paused_events.contains(&id).to_string()
+            }
+        })
     }
 
     pub fn is_paused(&self, event_id: i64) -> bool {
@@ -296,6 +342,25 @@ mod tests {
         assert_eq!(s.reserve_wait_timeout, Duration::from_millis(250));
         assert!(s.is_paused(42));
         assert!(!s.is_paused(1));
+    }
+
+    #[test]
+    fn check_and_value_follow_the_parser() {
+        let s = defaults();
+        assert!(s.check("max_quantity", " 4 ").is_ok());
+        assert!(s.check("max_quantity", "0").is_err());
+        assert!(s.check("batch_linger_ms", "-1").is_err());
+        assert!(s.check("events/7/sales_paused", "maybe").is_err());
+        assert!(s.check("nonsense", "1").is_err());
+        for key in KEYS {
+            assert!(s.value(key).is_some(), "{key}");
+        }
+        assert_eq!(s.value("reserve_wait_timeout_ms").as_deref(), Some("5000"));
+        let paused = BTreeMap::from([(event_pause_key(7), "on".to_owned())]);
+        let s = s.with_overrides(&paused);
+        assert_eq!(s.value(&event_pause_key(7)).as_deref(), Some("true"));
+        assert_eq!(s.value(&event_pause_key(8)).as_deref(), Some("false"));
+        assert_eq!(s.value("events/x/sales_paused"), None);
     }
 
     #[test]

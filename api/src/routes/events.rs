@@ -3,7 +3,7 @@
 use axum::{
     Json,
     extract::State,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Datelike, Utc};
@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     auth::Admin,
-    catalog,
+    catalog, conditional,
     extract::{JsonBody, PathId, QueryParams},
     known_events::SaleWindow,
     problem::{ApiError, Problem},
@@ -102,10 +102,14 @@ pub struct NewEvent {
 }
 
 /// Tickets still available (served from Redis when it has them).
+/// Conditional: send the last `ETag` as `If-None-Match` to get `304`
+/// while the count has not changed.
 #[utoipa::path(get, path = "/events/{id}/tickets", tag = "events",
-    params(("id" = i64, Path, description = "Event id")),
+    params(("id" = i64, Path, description = "Event id"), ("If-None-Match" = Option<String>, Header, description = "An `ETag` this read answered before: `304` while the answer is the same")),
     responses(
-        (status = 200, body = Tickets),
+        (status = 200, body = Tickets, headers(("ETag" = String, description = "A digest of the body"), ("Cache-Control" = String, description = "`no-cache`: revalidate every time")),
+            example = json!({"tickets": 100})),
+        (status = 304, description = "Not modified: `If-None-Match` names the current `ETag`", headers(("ETag" = String, description = "A digest of the body"), ("Cache-Control" = String, description = "`no-cache`: revalidate every time"))),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
@@ -113,17 +117,21 @@ pub struct NewEvent {
 pub async fn tickets(
     State(state): State<AppState>,
     PathId(event_id): PathId<i64>,
-) -> Result<Json<Tickets>, ApiError> {
+    request: HeaderMap,
+) -> Result<Response, ApiError> {
     let tickets = catalog::available(&state, event_id).await?;
     let ticket_types = if catalog::terms(&state, event_id).await?.typed {
         Some(super::ticket_types::of_event(&state, event_id).await?)
     } else {
         None
     };
-    Ok(Json(Tickets {
-        tickets,
-        ticket_types,
-    }))
+    conditional::respond(
+        &request,
+        &Tickets {
+            tickets,
+            ticket_types,
+        },
+    )
 }
 
 /// Creates an event (admin).
@@ -209,18 +217,21 @@ pub struct ListParams {
     pub limit: Option<i64>,
 }
 
-/// Lists events by id, one page at a time.
+/// Lists events by id, one page at a time. Conditional, like
+/// `GET /events/{id}`.
 #[utoipa::path(get, path = "/events", tag = "events",
-    params(ListParams),
+    params(ListParams, ("If-None-Match" = Option<String>, Header, description = "An `ETag` this read answered before: `304` while the answer is the same")),
     responses(
-        (status = 200, body = EventPage),
+        (status = 200, body = EventPage, headers(("ETag" = String, description = "A digest of the body"), ("Cache-Control" = String, description = "`no-cache`: revalidate every time"))),
+        (status = 304, description = "Not modified: `If-None-Match` names the current `ETag`", headers(("ETag" = String, description = "A digest of the body"), ("Cache-Control" = String, description = "`no-cache`: revalidate every time"))),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(state): State<AppState>,
     QueryParams(params): QueryParams<ListParams>,
-) -> Result<Json<EventPage>, ApiError> {
+    request: HeaderMap,
+) -> Result<Response, ApiError> {
     let limit = params
         .limit
         .unwrap_or(20)
@@ -245,7 +256,7 @@ pub async fn list(
     } else {
         None
     };
-    Ok(Json(EventPage { events, next_after }))
+    conditional::respond(&request, &EventPage { events, next_after })
 }
 
 /// A change to an event; absent fields stay as they are.
@@ -315,30 +326,69 @@ pub async fn update(
         }
     }
     if change.closed == Some(true) {
-        // Closed from now on: an opening still to come goes too (the
-        // window must close after it opens).
-        state
-            .db
-            .execute_raw(Statement::from_sql_and_values(
-                backend,
-                "UPDATE events SET \
-                 sale_opens_at = IF(sale_opens_at > UTC_TIMESTAMP(6), NULL, sale_opens_at), \
-                 sale_closes_at = LEAST(COALESCE(sale_closes_at, UTC_TIMESTAMP(6)), UTC_TIMESTAMP(6)) \
-                 WHERE id = ?",
-                [event_id.into()],
-            ))
-            .await?;
+        return close_sale(&state, event_id).await.map(Json);
     }
     let event = catalog::find(&state, event_id).await?;
     catalog::cache(&state, &event).await;
     Ok(Json(event.into()))
 }
 
-/// One event, with its capacity and remaining tickets.
-#[utoipa::path(get, path = "/events/{id}", tag = "events",
+/// Closes the sale now: the one writer of a closing, behind
+/// `PATCH /events/{id}` (`"closed": true`) and `POST /events/{id}/close`.
+async fn close_sale(state: &AppState, event_id: i64) -> Result<Event, ApiError> {
+    // Closed from now on: an opening still to come goes too (the window
+    // must close after it opens). A sale closed earlier keeps its time.
+    state
+        .db
+        .execute_raw(Statement::from_sql_and_values(
+            state.db.get_database_backend(),
+            "UPDATE events SET \
+             sale_opens_at = IF(sale_opens_at > UTC_TIMESTAMP(6), NULL, sale_opens_at), \
+             sale_closes_at = LEAST(COALESCE(sale_closes_at, UTC_TIMESTAMP(6)), UTC_TIMESTAMP(6)) \
+             WHERE id = ?",
+            [event_id.into()],
+        ))
+        .await?;
+    let event = catalog::find(state, event_id).await?;
+    catalog::cache(state, &event).await;
+    Ok(event.into())
+}
+
+/// Closes an event's sale now (admin): new reservations and waiting-list
+/// entries are refused (`sale-closed`); holds can still be confirmed.
+/// Closing a closed sale changes nothing. The same as `PATCH /events/{id}`
+/// with `{"closed": true}`.
+#[utoipa::path(post, path = "/events/{id}/close", tag = "events",
     params(("id" = i64, Path, description = "Event id")),
+    security(("admin_token" = [])),
     responses(
-        (status = 200, body = Event),
+        (status = 200, description = "The event, its `sale_closes_at` now or earlier", body = Event,
+            example = json!({"id": 42, "name": "Concert", "venue": null, "starts_at": null,
+                "sale_opens_at": null, "sale_closes_at": "2026-12-07T10:00:00Z", "capacity": 100,
+                "remaining_tickets": 37, "created_at": "2026-12-01T09:00:00Z"})),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Admin endpoints disabled (no ADMIN_TOKEN)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn close(
+    State(state): State<AppState>,
+    _admin: Admin,
+    PathId(event_id): PathId<i64>,
+) -> Result<Json<Event>, ApiError> {
+    catalog::find(&state, event_id).await?;
+    close_sale(&state, event_id).await.map(Json)
+}
+
+/// One event, with its capacity and remaining tickets. Conditional: send
+/// the last `ETag` as `If-None-Match` to get `304` while it has not
+/// changed.
+#[utoipa::path(get, path = "/events/{id}", tag = "events",
+    params(("id" = i64, Path, description = "Event id"), ("If-None-Match" = Option<String>, Header, description = "An `ETag` this read answered before: `304` while the answer is the same")),
+    responses(
+        (status = 200, body = Event, headers(("ETag" = String, description = "A digest of the body"), ("Cache-Control" = String, description = "`no-cache`: revalidate every time"))),
+        (status = 304, description = "Not modified: `If-None-Match` names the current `ETag`", headers(("ETag" = String, description = "A digest of the body"), ("Cache-Control" = String, description = "`no-cache`: revalidate every time"))),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
@@ -346,6 +396,8 @@ pub async fn update(
 pub async fn get(
     State(state): State<AppState>,
     PathId(event_id): PathId<i64>,
-) -> Result<Json<Event>, ApiError> {
-    Ok(Json(catalog::find(&state, event_id).await?.into()))
+    request: HeaderMap,
+) -> Result<Response, ApiError> {
+    let event: Event = catalog::find(&state, event_id).await?.into();
+    conditional::respond(&request, &event)
 }

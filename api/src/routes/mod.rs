@@ -1,5 +1,6 @@
 //! The router and the OpenAPI document generated from the handlers.
 
+pub mod admin_reservations;
 pub mod clients;
 pub mod docs;
 pub mod events;
@@ -8,6 +9,7 @@ mod links;
 pub mod problems;
 pub mod reservations;
 pub mod reserve;
+pub mod settings;
 pub mod ticket_types;
 pub mod users;
 pub mod waiting_list;
@@ -36,13 +38,15 @@ use crate::{extract::REQUEST_ID, middleware::limit_reserve, problem::ApiError, s
 #[openapi(
     info(title = "Ticket reservation system", description = "Reserve tickets without overselling."),
     paths(
-        events::tickets, events::create, events::list, events::get, events::update,
+        events::tickets, events::create, events::list, events::get, events::update, events::close,
         ticket_types::create_quota, ticket_types::create, ticket_types::list, ticket_types::update,
         reserve::reserve,
         reservations::get, reservations::confirm, reservations::cancel,
         waiting_list::join, waiting_list::get, waiting_list::leave,
         users::create,
         clients::create, clients::list, clients::revoke,
+        admin_reservations::list_reservations,
+        settings::list_settings, settings::get_setting, settings::put_setting, settings::delete_setting,
         health::healthz, health::readyz,
     ),
     modifiers(&SecuritySchemes, &OperationIds),
@@ -122,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events", post(events::create).get(events::list))
         .route("/events/{id}", get(events::get).patch(events::update))
         .route("/events/{id}/tickets", get(events::tickets))
+        .route("/events/{id}/close", post(events::close))
         .route("/events/{id}/quotas", post(ticket_types::create_quota))
         .route(
             "/events/{id}/ticket-types",
@@ -147,6 +152,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/admin/clients/{id}",
             axum::routing::delete(clients::revoke),
+        )
+        .route(
+            "/admin/reservations",
+            get(admin_reservations::list_reservations),
+        )
+        .route("/admin/settings", get(settings::list_settings))
+        // A wildcard: an event's pause is `events/<id>/sales_paused`.
+        .route(
+            "/admin/settings/{*name}",
+            get(settings::get_setting)
+                .put(settings::put_setting)
+                .delete(settings::delete_setting),
         )
         .route("/problems", get(problems::index))
         .route("/problems/{slug}", get(problems::describe))

@@ -53,6 +53,11 @@ async fn admin_endpoints_without_admin_token_say_how_to_enable_them() {
         ("POST", "/events"),
         ("POST", "/admin/clients"),
         ("GET", "/admin/clients"),
+        ("POST", "/events/1/close"),
+        ("GET", "/admin/reservations"),
+        ("GET", "/admin/settings"),
+        ("PUT", "/admin/settings/max_quantity"),
+        ("DELETE", "/admin/settings/events/1/sales_paused"),
     ] {
         let request = Request::builder()
             .method(method)

@@ -2,6 +2,7 @@
 //! api and workers running as separate processes. Run via `scripts/test`.
 
 mod abuse;
+mod admin;
 mod clients;
 mod defaults;
 mod dependencies;
@@ -19,5 +20,6 @@ mod sale_windows;
 mod seed;
 mod settings;
 mod ticket_types;
+mod ticketctl;
 mod trace;
 mod waiting_list;

@@ -11,6 +11,7 @@ pub mod config;
 mod extract;
 mod integral;
 mod known_events;
+mod metrics;
 mod middleware;
 mod pending;
 mod problem;

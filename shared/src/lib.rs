@@ -9,6 +9,7 @@ pub mod domain;
 pub mod entities;
 pub mod etcd;
 pub mod messages;
+pub mod prometheus;
 pub mod reconnect;
 pub mod settings;
 pub mod shutdown;

@@ -14,7 +14,7 @@ use lapin::{
     options::{BasicAckOptions, BasicRejectOptions},
 };
 use shared::{
-    messages::{self, Command, ReservationStatus},
+    messages::{self, Command, Outcome, ReservationStatus},
     reconnect,
 };
 use tokio_util::sync::CancellationToken;
@@ -27,7 +27,7 @@ use crate::{
     fence,
     holds::Holds,
     lock::LockError,
-    permanent,
+    metrics, permanent,
     store::{self, DecideError, Decided},
 };
 
@@ -57,12 +57,15 @@ impl Worker {
         replies: &Channel,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
+        let metrics = metrics::get();
+        metrics.batch(batch.len());
         let mut groups: Vec<(i64, Vec<(Delivery, Command)>)> = Vec::new();
         for delivery in batch {
             let command = match messages::decode::<Command>(&delivery.data) {
                 Ok(command) => command,
                 Err(error) => {
                     tracing::warn!(%error, bytes = delivery.data.len(), "dead-lettering a message that is not a command");
+                    metrics.dead_lettered_unparseable();
                     self.bounded(
                         "a reject",
                         delivery.acker.reject(BasicRejectOptions { requeue: false }),
@@ -118,6 +121,19 @@ impl Worker {
             .decide_until_done(event_id, &commands, keep, holds, shutdown)
             .await?;
         let decided_in = started.elapsed();
+        let metrics = metrics::get();
+        let (refused, outcomes): (Vec<&Outcome>, Vec<&Outcome>) = decided
+            .outcomes
+            .iter()
+            .chain(&decided.offers)
+            .partition(|outcome| outcome.refused.is_some());
+        metrics.decided(
+            event_id,
+            decided_in,
+            outcomes.into_iter().map(|outcome| outcome.status),
+            decided.availability.map(|(available, _)| available),
+        );
+        metrics.dead_lettered_refused(refused.len());
         expiry.observe(&decided.outcomes);
         expiry.observe(&decided.offers);
         if let Some((available, version)) = decided.availability {
@@ -216,6 +232,7 @@ impl Worker {
                     };
                 }
                 Err(AttemptError::Decide(DecideError::StaleFence { stored, .. })) => {
+                    metrics::get().fencing_rejected();
                     let mut etcd = self.etcd.clone();
                     if let Err(error) = self.epoch.reconcile(&self.db, &mut etcd, stored).await {
                         tracing::warn!(%error, "could not check the fencing epoch");

@@ -1,6 +1,7 @@
 //! Worker entry point: wiring and shutdown. Any number of workers may run;
 //! they share the command partitions out between them.
 
+use anyhow::Context;
 use clap::Parser;
 use shared::{
     cache::AvailabilityCache,
@@ -21,6 +22,8 @@ async fn main() -> anyhow::Result<()> {
     shared::telemetry::init();
     let config = Config::parse();
     config.validate()?;
+    // First: handles taken before it is installed would record nothing.
+    shared::prometheus::install();
     let connections = &config.connections;
     let timeout = connections.backend_timeout();
 
@@ -49,6 +52,11 @@ async fn main() -> anyhow::Result<()> {
     let (lease, lease_task) = Lease::spawn(etcd.clone(), config.lease_ttl_secs, shutdown.clone());
 
     let worker = Worker::new(config.clone(), db, etcd, cache, settings, lease, epoch);
+    if let Some(addr) = config.metrics_addr {
+        worker::http::spawn(addr, worker.readiness(), shutdown.clone())
+            .await
+            .with_context(|| format!("METRICS_ADDR {addr}"))?;
+    }
     tracing::info!("worker started");
     worker.run(&shutdown).await;
     shutdown.cancel();

@@ -153,9 +153,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(|| async { Json(document()) }))
+        .route("/metrics", get(crate::metrics::render))
         .merge(docs::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside the request-id and trace layers, on every route and the
+        // fallbacks, where the matched route template is known.
+        .layer(middleware::from_fn(crate::metrics::track))
         .layer(
             ServiceBuilder::new()
                 // Every request gets an id (the client's `x-request-id`, or

@@ -11,6 +11,7 @@ mod idempotency;
 mod lifecycle;
 mod limits;
 mod load;
+mod metrics;
 mod partitions;
 mod poison;
 mod reads;

@@ -186,6 +186,9 @@ pub async fn sample(
 ) {
     let mut channel = None;
     loop {
+        // First wait: the session declares the queues meanwhile (a
+        // passive declare of a queue not declared yet would fail).
+        tokio::time::sleep(SAMPLE_EVERY).await;
         let owned = assignment.borrow().clone();
         metrics::gauge!("tickets_partitions_owned").set(owned.len() as f64);
         get().sample_events();
@@ -220,6 +223,5 @@ pub async fn sample(
                 }
             }
         }
-        tokio::time::sleep(SAMPLE_EVERY).await;
     }
 }

@@ -15,3 +15,4 @@ pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topology;
+pub mod trace_context;

@@ -116,6 +116,7 @@ impl Worker {
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
         let started = Instant::now();
+        let started_at = std::time::SystemTime::now();
         let commands: Vec<Command> = items.iter().map(|(_, c)| c.clone()).collect();
         let decided = self
             .decide_until_done(event_id, &commands, keep, holds, shutdown)
@@ -169,10 +170,14 @@ impl Worker {
                 self.bounded("an ack", ack).await?;
             }
         }
+        crate::traces::record(started_at, &items, &decided.outcomes);
         for ((delivery, _), outcome) in items.iter().zip(&decided.outcomes) {
             tracing::debug!(
                 reservation_id = %outcome.reservation_id,
                 request_id = messages::request_id(&delivery.properties).unwrap_or_default(),
+                trace_id = messages::traceparent(&delivery.properties)
+                    .and_then(|t| shared::trace_context::trace_id(&t))
+                    .unwrap_or_default(),
                 status = outcome.status.as_str(),
                 "decided"
             );

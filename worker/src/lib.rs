@@ -21,3 +21,4 @@ pub mod permanent;
 pub mod rules;
 pub mod stock;
 pub mod store;
+mod traces;

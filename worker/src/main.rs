@@ -19,8 +19,11 @@ use worker::{config::Config, consumer::Worker, fence::Epoch, lease::Lease};
 // reservation 35-40 µs against 48-53 µs on the multi-threaded runtime.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    shared::telemetry::init();
     let config = Config::parse();
+    let telemetry = shared::telemetry::init(
+        "worker",
+        Some(&config.connections.otel_exporter_otlp_endpoint),
+    )?;
     config.validate()?;
     // First: handles taken before it is installed would record nothing.
     shared::prometheus::install();
@@ -65,5 +68,6 @@ async fn main() -> anyhow::Result<()> {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), lease_task).await;
     worker.db().clone().close().await?;
     tracing::info!("worker stopped");
+    telemetry.shutdown();
     Ok(())
 }

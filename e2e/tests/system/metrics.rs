@@ -178,7 +178,9 @@ async fn counters_and_histograms_move_by_what_the_reservations_did() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = scrape(&app, &worker).await;
-        let shown = text.contains(&format!("tickets_available{{event_id=\"{event}\"}}"));
+        // One sample sets these one after the other.
+        let shown = text.contains(&format!("tickets_available{{event_id=\"{event}\"}}"))
+            && text.contains("tickets_command_queue_depth{partition=\"3\"}");
         if shown {
             assert_eq!(
                 sample(&text, "tickets_available", &[("event_id", &event_label)]),

@@ -43,15 +43,16 @@ impl Readiness {
     }
 }
 
-/// Binds `addr` (so that a taken port stops the worker at start) and
-/// serves the port until `shutdown`.
-pub async fn spawn(
-    addr: SocketAddr,
-    readiness: Readiness,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
+/// Binds the port; the worker does so at start, so that a taken port
+/// stops it before it connects to anything or is given partitions.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "worker metrics and probes listening");
+    Ok(listener)
+}
+
+/// Serves the bound port until `shutdown`.
+pub fn spawn(listener: TcpListener, readiness: Readiness, shutdown: CancellationToken) {
     let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -64,7 +65,6 @@ pub async fn spawn(
             tracing::warn!(%error, "the worker's HTTP port stopped");
         }
     });
-    Ok(())
 }
 
 async fn metrics() -> impl IntoResponse {

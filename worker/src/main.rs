@@ -27,6 +27,15 @@ async fn main() -> anyhow::Result<()> {
     config.validate()?;
     // First: handles taken before it is installed would record nothing.
     shared::prometheus::install();
+    // Before anything else: a taken port stops the worker at once.
+    let http = match config.metrics_addr {
+        Some(addr) => Some(
+            worker::http::bind(addr)
+                .await
+                .with_context(|| format!("METRICS_ADDR {addr}"))?,
+        ),
+        None => None,
+    };
     let connections = &config.connections;
     let timeout = connections.backend_timeout();
 
@@ -55,10 +64,8 @@ async fn main() -> anyhow::Result<()> {
     let (lease, lease_task) = Lease::spawn(etcd.clone(), config.lease_ttl_secs, shutdown.clone());
 
     let worker = Worker::new(config.clone(), db, etcd, cache, settings, lease, epoch);
-    if let Some(addr) = config.metrics_addr {
-        worker::http::spawn(addr, worker.readiness(), shutdown.clone())
-            .await
-            .with_context(|| format!("METRICS_ADDR {addr}"))?;
+    if let Some(listener) = http {
+        worker::http::spawn(listener, worker.readiness(), shutdown.clone());
     }
     tracing::info!("worker started");
     worker.run(&shutdown).await;

@@ -26,7 +26,7 @@ use lapin::{
     types::FieldTable,
 };
 use shared::{
-    messages::{self, Availability, Command, Reply},
+    messages::{self, Availability, Command, Origin, Reply},
     reconnect,
     topology::Topology,
 };
@@ -72,7 +72,7 @@ const RESEND_BATCH: usize = 512;
 /// A command whose publish was not confirmed, and the request it came from.
 struct Unconfirmed {
     command: Command,
-    request_id: Option<String>,
+    origin: Origin,
 }
 
 pub struct Broker {
@@ -127,8 +127,10 @@ impl Broker {
 
     /// Publishes a persistent command and waits for the broker's confirm, so
     /// `Ok` means the command is stored in the durable queue.
-    /// `request_id` travels in the `x-request-id` header, so that the
-    /// worker's log lines about the command name the HTTP request.
+    /// `request_id` travels in the `x-request-id` header, and the current
+    /// span's trace context (the request's) in `traceparent`, so that the
+    /// worker's log lines and spans about the command name the HTTP
+    /// request.
     /// `Unconfirmed` means it may be stored: it is kept and sent again
     /// until a copy is confirmed.
     pub async fn publish(
@@ -136,11 +138,15 @@ impl Broker {
         command: &Command,
         request_id: Option<&str>,
     ) -> Result<(), PublishError> {
-        let result = self.publish_once(command, request_id).await;
+        let origin = Origin {
+            request_id: request_id.map(str::to_owned),
+            traceparent: shared::trace_context::current(),
+        };
+        let result = self.publish_once(command, &origin).await;
         if let Err(PublishError::Unconfirmed) = result {
             self.keep_for_resend(Unconfirmed {
                 command: command.clone(),
-                request_id: request_id.map(str::to_owned),
+                origin,
             });
         }
         result
@@ -170,9 +176,10 @@ impl Broker {
         if kept.is_empty() {
             return;
         }
-        let results = futures::future::join_all(kept.iter().map(|unconfirmed| {
-            self.publish_once(&unconfirmed.command, unconfirmed.request_id.as_deref())
-        }))
+        let results = futures::future::join_all(
+            kept.iter()
+                .map(|unconfirmed| self.publish_once(&unconfirmed.command, &unconfirmed.origin)),
+        )
         .await;
         let (mut sent, total) = (0, kept.len());
         for (unconfirmed, result) in kept.into_iter().zip(results) {
@@ -184,18 +191,14 @@ impl Broker {
         tracing::info!(sent, of = total, "unconfirmed commands sent again");
     }
 
-    async fn publish_once(
-        &self,
-        command: &Command,
-        request_id: Option<&str>,
-    ) -> Result<(), PublishError> {
+    async fn publish_once(&self, command: &Command, origin: &Origin) -> Result<(), PublishError> {
         let channel = self.current_channel().ok_or(PublishError::NotConnected)?;
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
             .with_reply_to(self.reply_queue.as_str().into())
             .with_correlation_id(command.reservation_id().to_string().into())
-            .with_headers(messages::request_headers(request_id));
+            .with_headers(messages::request_headers(origin));
         let payload = messages::encode(command);
         let queue = self.topology.command_queue(command.event_id());
         let confirm = async {

@@ -8,6 +8,7 @@ use shared::entities::event;
 use crate::{
     availability::Seen,
     known_events::{SaleWindow, Terms},
+    metrics,
     problem::ApiError,
     state::AppState,
 };
@@ -39,6 +40,7 @@ fn terms_of(event: &event::Model) -> Terms {
 pub async fn available(state: &AppState, event_id: i64) -> Result<i32, ApiError> {
     let view = &state.availability;
     if let Some(available) = view.get(event_id) {
+        metrics::availability_read("memory");
         return Ok(available);
     }
     // Redis has no capacity: until a MySQL read gave it, the view could
@@ -54,9 +56,11 @@ pub async fn available(state: &AppState, event_id: i64) -> Result<i32, ApiError>
                 capacity: None,
             },
         );
+        metrics::availability_read("redis");
         return Ok(cached.available);
     }
     let event = find(state, event_id).await?;
+    metrics::availability_read("mysql");
     cache(state, &event).await;
     Ok(event.available)
 }

@@ -12,6 +12,7 @@ pub mod config;
 mod extract;
 mod integral;
 mod known_events;
+mod metrics;
 mod middleware;
 mod pending;
 mod problem;

@@ -7,6 +7,7 @@ use shared::messages::{Command, Outcome};
 
 use crate::{
     broker::PublishError,
+    metrics,
     problem::{ApiError, Unavailability},
     state::AppState,
 };
@@ -37,7 +38,14 @@ pub async fn publish(
     command: &Command,
     request_id: Option<&str>,
 ) -> Result<Sent, ApiError> {
-    match state.broker.publish(command, request_id).await {
+    let result = state.broker.publish(command, request_id).await;
+    metrics::published(match &result {
+        Ok(()) => "queued",
+        Err(PublishError::Unconfirmed) => "unconfirmed",
+        Err(PublishError::Refused) => "refused",
+        Err(_) => "unavailable",
+    });
+    match result {
         Ok(()) => Ok(Sent::Queued),
         Err(PublishError::Unconfirmed) => {
             tracing::warn!(reservation_id = %command.reservation_id(), "publish not confirmed in time");

@@ -38,6 +38,8 @@ impl App {
     /// Connects to MySQL and etcd (retrying until they answer) and starts
     /// the broker link; requests are refused with 503 until it connects.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // First: handles taken before it is installed would record nothing.
+        shared::prometheus::install();
         let client_header = config.client_header()?;
         let connections = &config.connections;
         let timeout = connections.backend_timeout();
@@ -56,13 +58,15 @@ impl App {
             timeout,
         );
         let availability = Arc::new(AvailabilityView::new(config.availability_max_staleness()));
+        let waiters = Waiters::new(config.max_waiters);
         let broker = Broker::new(
             connections.topology(),
-            Waiters::new(config.max_waiters),
+            waiters.clone(),
             availability.clone(),
             config.publish_timeout(),
         );
         let shutdown = CancellationToken::new();
+        tokio::spawn(crate::metrics::sample(waiters, shutdown.clone()));
         let broker_task = tokio::spawn(
             broker
                 .clone()

@@ -1,7 +1,7 @@
 //! Requests waiting for their outcome, keyed by reservation id. Several
 //! requests may wait on one id (idempotent retries); one outcome wakes them
 //! all. The registry is bounded: past `max` the api sheds load instead of
-//! growing memory.
+//! growing memory. Its size is the `tickets_waiters` gauge.
 
 use std::{
     collections::HashMap,
@@ -19,6 +19,7 @@ pub struct Full;
 pub struct Waiters {
     inner: Mutex<Inner>,
     max: usize,
+    gauge: metrics::Gauge,
 }
 
 #[derive(Default)]
@@ -39,6 +40,7 @@ impl Waiters {
         Arc::new(Self {
             inner: Mutex::new(Inner::default()),
             max,
+            gauge: metrics::gauge!("tickets_waiters"),
         })
     }
 
@@ -58,6 +60,7 @@ impl Waiters {
         }
         inner.by_id.entry(id).or_default().push(sender);
         inner.count += 1;
+        self.gauge.set(inner.count as f64);
         Ok(Waiter {
             id,
             receiver,
@@ -74,11 +77,19 @@ impl Waiters {
                 .remove(&outcome.reservation_id)
                 .unwrap_or_default();
             inner.count -= senders.len();
+            self.gauge.set(inner.count as f64);
             senders
         };
         for sender in senders {
             let _ = sender.send(outcome.clone());
         }
+    }
+
+    /// Sets the gauge again, unchanged: a gauge left alone for long drops
+    /// out of the exposition (`shared::prometheus`).
+    pub fn report(&self) {
+        let count = self.lock().count;
+        self.gauge.set(count as f64);
     }
 
     #[cfg(test)]
@@ -106,6 +117,7 @@ impl Drop for Waiter {
                 inner.by_id.remove(&self.id);
             }
             inner.count -= removed;
+            self.registry.gauge.set(inner.count as f64);
         }
     }
 }

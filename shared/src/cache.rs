@@ -10,6 +10,10 @@
 //! Entries carry the event row's `version` and are only ever replaced by a
 //! newer version, so a reader that fills the cache from an old MySQL read can
 //! never overwrite what a worker wrote after its commit.
+//!
+//! Every call is counted in `tickets_redis_operations_total` by `op`
+//! (`read`, `write`) and `result` (`hit`, `miss`, `ok`, `error`, `skipped`
+//! while the breaker is open).
 
 use std::{
     sync::{
@@ -122,29 +126,40 @@ impl AvailabilityCache {
         format!("{}:event:{event_id}:availability", self.namespace)
     }
 
-    /// The connection, unless the cache is disabled or its breaker open.
-    fn connection(&self) -> Option<ConnectionManager> {
+    /// The connection, unless the cache is disabled or its breaker open
+    /// (counted as a skipped `op`).
+    fn connection(&self, op: &'static str) -> Option<ConnectionManager> {
+        let connection = self.connection.clone()?;
         if self.breaker.is_open() {
+            counted(op, "skipped");
             return None;
         }
-        self.connection.clone()
+        Some(connection)
     }
 
     /// The cached number of tickets left and its version, if Redis has
     /// them and answers.
     pub async fn available(&self, event_id: i64) -> Option<Cached> {
-        let mut connection = self.connection()?;
+        let mut connection = self.connection("read")?;
         let read =
             connection.hmget::<_, _, (Option<i64>, Option<i32>)>(self.key(event_id), &["v", "a"]);
         match tokio::time::timeout(MAX_WAIT, read).await {
-            Ok(Ok((Some(version), Some(available)))) => Some(Cached { version, available }),
-            Ok(Ok(_)) => None,
+            Ok(Ok((Some(version), Some(available)))) => {
+                counted("read", "hit");
+                Some(Cached { version, available })
+            }
+            Ok(Ok(_)) => {
+                counted("read", "miss");
+                None
+            }
             Ok(Err(error)) => {
+                counted("read", "error");
                 tracing::debug!(%error, "availability cache read failed");
                 self.breaker.trip();
                 None
             }
             Err(_) => {
+                counted("read", "error");
                 tracing::debug!("availability cache read timed out");
                 self.breaker.trip();
                 None
@@ -155,7 +170,7 @@ impl AvailabilityCache {
     /// Records `available` for the event unless a newer version is cached.
     /// Waits at most [`MAX_WAIT`]; a failure opens the breaker.
     pub async fn store(&self, event_id: i64, version: i64, available: i32) {
-        let Some(mut connection) = self.connection() else {
+        let Some(mut connection) = self.connection("write") else {
             return;
         };
         let mut invocation = self.set_if_newer.key(self.key(event_id));
@@ -165,10 +180,11 @@ impl AvailabilityCache {
             .arg(ENTRY_TTL.as_millis() as u64);
         let write = invocation.invoke_async::<i32>(&mut connection);
         let failed = match tokio::time::timeout(MAX_WAIT, write).await {
-            Ok(Ok(_)) => return,
+            Ok(Ok(_)) => return counted("write", "ok"),
             Ok(Err(error)) => error.to_string(),
             Err(_) => "timed out".to_owned(),
         };
+        counted("write", "error");
         tracing::debug!(error = failed, event_id, "availability cache write failed");
         self.breaker.trip();
         // A stale entry must not outlive a missed update: drop it if we can.
@@ -188,4 +204,9 @@ impl AvailabilityCache {
             Err(_) => CacheHealth::Down,
         }
     }
+}
+
+fn counted(op: &'static str, result: &'static str) {
+    metrics::counter!("tickets_redis_operations_total", "op" => op, "result" => result)
+        .increment(1);
 }

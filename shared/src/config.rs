@@ -32,6 +32,12 @@ pub struct ConnectionArgs {
     #[arg(long, env = "ETCD_ENDPOINTS", value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
 
+    /// Base URL of an OpenTelemetry collector (OTLP over HTTP/protobuf,
+    /// `/v1/traces` appended), e.g. `http://collector:4318`; empty (the
+    /// default) exports no spans. Trace context is propagated either way.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", default_value = "")]
+    pub otel_exporter_otlp_endpoint: String,
+
     /// Redis URL for the availability cache; empty disables the cache.
     #[arg(long, env = "REDIS_URL", default_value = "", hide_env_values = true)]
     pub redis_url: String,

@@ -83,27 +83,45 @@ impl Command {
 /// from (the api's `x-request-id`), for the logs.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// The headers of a command published for the HTTP request `request_id`.
-pub fn request_headers(request_id: Option<&str>) -> lapin::types::FieldTable {
+/// Where a command comes from: the HTTP request's id, and the W3C trace
+/// context of the api's span for it (`trace_context`).
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub request_id: Option<String>,
+    pub traceparent: Option<String>,
+}
+
+/// The headers of a command published from `origin`.
+pub fn request_headers(origin: &Origin) -> lapin::types::FieldTable {
     let mut headers = lapin::types::FieldTable::default();
-    if let Some(id) = request_id {
-        headers.insert(
-            REQUEST_ID_HEADER.into(),
-            lapin::types::AMQPValue::LongString(id.into()),
-        );
+    let values = [
+        (REQUEST_ID_HEADER, &origin.request_id),
+        (crate::trace_context::TRACEPARENT, &origin.traceparent),
+    ];
+    for (name, value) in values {
+        if let Some(value) = value {
+            headers.insert(
+                name.into(),
+                lapin::types::AMQPValue::LongString(value.as_str().into()),
+            );
+        }
     }
     headers
 }
 
 /// The HTTP request id a delivered command carries, if any.
 pub fn request_id(properties: &lapin::BasicProperties) -> Option<String> {
-    match properties
-        .headers()
-        .as_ref()?
-        .inner()
-        .get(REQUEST_ID_HEADER)?
-    {
-        lapin::types::AMQPValue::LongString(id) => Some(id.to_string()),
+    header(properties, REQUEST_ID_HEADER)
+}
+
+/// The `traceparent` a delivered command carries, if any.
+pub fn traceparent(properties: &lapin::BasicProperties) -> Option<String> {
+    header(properties, crate::trace_context::TRACEPARENT)
+}
+
+fn header(properties: &lapin::BasicProperties, name: &str) -> Option<String> {
+    match properties.headers().as_ref()?.inner().get(name)? {
+        lapin::types::AMQPValue::LongString(value) => Some(value.to_string()),
         _ => None,
     }
 }

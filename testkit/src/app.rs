@@ -144,6 +144,9 @@ pub struct TestApp {
     env: Vec<(String, String)>,
     api: Child,
     pub workers: Vec<Child>,
+    /// Base URL of each worker's HTTP port (`/metrics`, `/readyz`), in
+    /// the order of `workers`.
+    pub worker_ports: Vec<String>,
     /// Api processes started by [`TestApp::add_api`].
     extra_apis: Vec<Child>,
 }
@@ -193,6 +196,7 @@ impl TestApp {
                 .expect("http client"),
             api: spawn("api", &env, None),
             workers: Vec::new(),
+            worker_ports: Vec::new(),
             extra_apis: Vec::new(),
             env,
         };
@@ -204,8 +208,7 @@ impl TestApp {
     }
 
     pub fn add_worker(&mut self) {
-        let child = spawn("worker", &self.env, None);
-        self.workers.push(child);
+        self.add_worker_with(&[], None);
     }
 
     /// Starts one more worker with `env` on top of the deployment's
@@ -213,11 +216,36 @@ impl TestApp {
     /// `None`), and returns its pid. Used by the fault-injection tests to
     /// start replacements and to keep worker logs apart.
     pub fn add_worker_with(&mut self, env: &[(&str, String)], log: Option<&Path>) -> u32 {
-        let vars = overridden(&self.env, env.iter().map(|(k, v)| (*k, v.clone())));
+        let port = free_port();
+        let vars = overridden(&self.env, [("METRICS_ADDR", format!("127.0.0.1:{port}"))]);
+        let vars = overridden(&vars, env.iter().map(|(k, v)| (*k, v.clone())));
         let child = spawn("worker", &vars, log);
         let pid = child.id();
         self.workers.push(child);
+        self.worker_ports.push(format!("http://127.0.0.1:{port}"));
         pid
+    }
+
+    /// Waits until worker `index` answers `/readyz` with 200: connected to
+    /// RabbitMQ, holding an etcd lease, a member of the workers.
+    pub async fn wait_worker_ready(&mut self, index: usize) {
+        let url = format!("{}/readyz", self.worker_ports[index]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = self.http.get(&url).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.workers[index].try_wait() {
+                panic!("worker {index} exited during start-up: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker {index} not ready within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Starts another api process of this deployment (same database and

@@ -1,6 +1,6 @@
 //! The worker's configuration, from flags or the environment.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
 use shared::{config::ConnectionArgs, settings::SettingsArgs};
@@ -60,6 +60,12 @@ pub struct Config {
     /// Release kept locks when no command arrives for this long.
     #[arg(long, env = "LOCK_IDLE_RELEASE_MS", default_value_t = 20)]
     pub lock_idle_release_ms: u64,
+
+    /// Address of the worker's HTTP port: `/metrics` (Prometheus),
+    /// `/healthz` and `/readyz`. Unset (the default): no port, so that
+    /// several workers can run on one host without choosing ports.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Config {

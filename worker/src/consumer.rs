@@ -6,7 +6,14 @@
 //! partition's next consumer. Each partition keeps its own event locks,
 //! since its events are its own.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::{StreamExt, stream::FuturesUnordered};
 use lapin::{
@@ -26,8 +33,10 @@ use crate::{
     expiry::Expiry,
     fence::Epoch,
     holds::Holds,
+    http::Readiness,
     lease::Lease,
     membership::{self, Membership},
+    metrics,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +74,9 @@ pub struct Worker {
     membership: Membership,
     /// One set of kept locks per partition, indexed by partition.
     holds: Vec<Holds>,
+    lease: Lease,
+    /// Whether a broker session is connected (for `/readyz`).
+    broker_connected: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -110,6 +122,17 @@ impl Worker {
             topology,
             membership,
             holds,
+            lease,
+            broker_connected: Arc::default(),
+        }
+    }
+
+    /// What the worker's `/readyz` reports.
+    pub fn readiness(&self) -> Readiness {
+        Readiness {
+            broker: self.broker_connected.clone(),
+            lease: self.lease.clone(),
+            member: self.membership.availability(),
         }
     }
 
@@ -168,7 +191,13 @@ impl Worker {
             ConnectionProperties::default().with_connection_name("worker".into()),
         )
         .await?;
-        let result = self.consume_assigned(&connection, shutdown).await;
+        self.broker_connected.store(true, Ordering::Relaxed);
+        // The sampler never ends by itself: it stops with the session.
+        let result = tokio::select! {
+            result = self.consume_assigned(&connection, shutdown) => result,
+            () = metrics::sample(&connection, &self.topology, self.membership.assignment.clone()) => Ok(()),
+        };
+        self.broker_connected.store(false, Ordering::Relaxed);
         // Closing hands every unacknowledged command back to the queue (as
         // does a connection that died, which may never answer the close).
         let closing = connection.close(200, "worker stopping".into());

@@ -14,7 +14,7 @@ use lapin::{
     options::{BasicAckOptions, BasicRejectOptions},
 };
 use shared::{
-    messages::{self, Command, ReservationStatus},
+    messages::{self, Command, Outcome, ReservationStatus},
     reconnect,
 };
 use tokio_util::sync::CancellationToken;
@@ -27,7 +27,7 @@ use crate::{
     fence,
     holds::Holds,
     lock::LockError,
-    permanent,
+    metrics, permanent,
     store::{self, DecideError, Decided},
 };
 
@@ -57,12 +57,15 @@ impl Worker {
         replies: &Channel,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
+        let metrics = metrics::get();
+        metrics.batch(batch.len());
         let mut groups: Vec<(i64, Vec<(Delivery, Command)>)> = Vec::new();
         for delivery in batch {
             let command = match messages::decode::<Command>(&delivery.data) {
                 Ok(command) => command,
                 Err(error) => {
                     tracing::warn!(%error, bytes = delivery.data.len(), "dead-lettering a message that is not a command");
+                    metrics.dead_lettered_unparseable();
                     self.bounded(
                         "a reject",
                         delivery.acker.reject(BasicRejectOptions { requeue: false }),
@@ -113,11 +116,25 @@ impl Worker {
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
         let started = Instant::now();
+        let started_at = std::time::SystemTime::now();
         let commands: Vec<Command> = items.iter().map(|(_, c)| c.clone()).collect();
         let decided = self
             .decide_until_done(event_id, &commands, keep, holds, shutdown)
             .await?;
         let decided_in = started.elapsed();
+        let metrics = metrics::get();
+        let (refused, outcomes): (Vec<&Outcome>, Vec<&Outcome>) = decided
+            .outcomes
+            .iter()
+            .chain(&decided.offers)
+            .partition(|outcome| outcome.refused.is_some());
+        metrics.decided(
+            event_id,
+            decided_in,
+            outcomes.into_iter().map(|outcome| outcome.status),
+            decided.availability.map(|(available, _)| available),
+        );
+        metrics.dead_lettered_refused(refused.len());
         expiry.observe(&decided.outcomes);
         expiry.observe(&decided.offers);
         if let Some((available, version)) = decided.availability {
@@ -153,10 +170,14 @@ impl Worker {
                 self.bounded("an ack", ack).await?;
             }
         }
+        crate::traces::record(started_at, &items, &decided.outcomes);
         for ((delivery, _), outcome) in items.iter().zip(&decided.outcomes) {
             tracing::debug!(
                 reservation_id = %outcome.reservation_id,
                 request_id = messages::request_id(&delivery.properties).unwrap_or_default(),
+                trace_id = messages::traceparent(&delivery.properties)
+                    .and_then(|t| shared::trace_context::trace_id(&t))
+                    .unwrap_or_default(),
                 status = outcome.status.as_str(),
                 "decided"
             );
@@ -216,6 +237,7 @@ impl Worker {
                     };
                 }
                 Err(AttemptError::Decide(DecideError::StaleFence { stored, .. })) => {
+                    metrics::get().fencing_rejected();
                     let mut etcd = self.etcd.clone();
                     if let Err(error) = self.epoch.reconcile(&self.db, &mut etcd, stored).await {
                         tracing::warn!(%error, "could not check the fencing epoch");

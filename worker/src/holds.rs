@@ -88,9 +88,11 @@ impl Holds {
             }
             Err(error) => return Err(error),
         };
+        let waited = started.elapsed();
+        crate::metrics::get().lock_acquired(waited);
         tracing::debug!(
             event_id,
-            lock_ms = started.elapsed().as_millis() as u64,
+            lock_ms = waited.as_millis() as u64,
             "lock acquired"
         );
         Ok(Hold {
@@ -107,9 +109,12 @@ impl Holds {
     pub async fn keep(&self, event_id: i64, mut hold: Hold) {
         if hold.acquired.elapsed() >= self.max_hold {
             let name = event_lock_name(&self.namespace, event_id);
-            if self.max_hold.is_zero()
-                || lock::others_waiting(&mut self.etcd.clone(), &name, self.backend_timeout).await
-            {
+            if self.max_hold.is_zero() {
+                self.release(hold).await;
+                return;
+            }
+            if lock::others_waiting(&mut self.etcd.clone(), &name, self.backend_timeout).await {
+                crate::metrics::get().lock_handed_over();
                 self.release(hold).await;
                 return;
             }

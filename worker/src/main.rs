@@ -1,6 +1,7 @@
 //! Worker entry point: wiring and shutdown. Any number of workers may run;
 //! they share the command partitions out between them.
 
+use anyhow::Context;
 use clap::Parser;
 use shared::{
     cache::AvailabilityCache,
@@ -18,9 +19,23 @@ use worker::{config::Config, consumer::Worker, fence::Epoch, lease::Lease};
 // reservation 35-40 µs against 48-53 µs on the multi-threaded runtime.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    shared::telemetry::init();
     let config = Config::parse();
+    let telemetry = shared::telemetry::init(
+        "worker",
+        Some(&config.connections.otel_exporter_otlp_endpoint),
+    )?;
     config.validate()?;
+    // First: handles taken before it is installed would record nothing.
+    shared::prometheus::install();
+    // Before anything else: a taken port stops the worker at once.
+    let http = match config.metrics_addr {
+        Some(addr) => Some(
+            worker::http::bind(addr)
+                .await
+                .with_context(|| format!("METRICS_ADDR {addr}"))?,
+        ),
+        None => None,
+    };
     let connections = &config.connections;
     let timeout = connections.backend_timeout();
 
@@ -49,6 +64,9 @@ async fn main() -> anyhow::Result<()> {
     let (lease, lease_task) = Lease::spawn(etcd.clone(), config.lease_ttl_secs, shutdown.clone());
 
     let worker = Worker::new(config.clone(), db, etcd, cache, settings, lease, epoch);
+    if let Some(listener) = http {
+        worker::http::spawn(listener, worker.readiness(), shutdown.clone());
+    }
     tracing::info!("worker started");
     worker.run(&shutdown).await;
     shutdown.cancel();
@@ -57,5 +75,6 @@ async fn main() -> anyhow::Result<()> {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), lease_task).await;
     worker.db().clone().close().await?;
     tracing::info!("worker stopped");
+    telemetry.shutdown();
     Ok(())
 }

@@ -33,6 +33,11 @@ pub struct Membership {
 }
 
 impl Membership {
+    /// Follows whether this worker is a member (it can decide).
+    pub fn availability(&self) -> watch::Receiver<bool> {
+        self.available.subscribe()
+    }
+
     /// Joins the workers (`true`) or leaves them (`false`) for as long as
     /// this worker can (or cannot) decide.
     pub fn set_available(&self, available: bool) {

@@ -21,12 +21,14 @@ use axum::{
     middleware,
     routing::{get, post},
 };
+use shared::trace_context::{self, TRACEPARENT};
 use tower::ServiceBuilder;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::{DefaultOnFailure, TraceLayer},
 };
 use tracing::{Level, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -170,9 +172,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(|| async { Json(document()) }))
+        .route("/metrics", get(crate::metrics::render))
         .merge(docs::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside the request-id and trace layers, on every route and the
+        // fallbacks, where the matched route template is known.
+        .layer(middleware::from_fn(crate::metrics::track))
         .layer(
             ServiceBuilder::new()
                 // Every request gets an id (the client's `x-request-id`, or
@@ -198,19 +204,30 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The span of one request: every log line of the request carries its
-/// method, path and id.
+/// method, path and id. It continues the client's W3C trace when the
+/// request names one in `traceparent` (else it starts a trace), and the
+/// commands the request publishes carry its context on to the worker.
 fn request_span(request: &Request<Body>) -> Span {
-    let id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    tracing::info_span!(
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
-        request_id = %id,
-    )
+        request_id = %header(REQUEST_ID),
+    );
+    let traceparent = header(TRACEPARENT);
+    if !traceparent.is_empty() {
+        // A malformed value gives an empty context: a new trace, as the
+        // W3C recommendation says.
+        let _ = span.set_parent(trace_context::parse(traceparent));
+    }
+    span
 }
 
 async fn not_found(uri: Uri) -> ApiError {

@@ -13,6 +13,7 @@ mod integration;
 mod lifecycle;
 mod limits;
 mod load;
+mod metrics;
 mod partitions;
 mod poison;
 mod reads;

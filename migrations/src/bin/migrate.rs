@@ -19,7 +19,7 @@ struct Config {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shared::telemetry::init();
+    shared::telemetry::init("migrate", None)?;
     let config = Config::parse();
     let db = shared::db::connect_url(&config.database_url, 2, std::time::Duration::from_secs(10))
         .await

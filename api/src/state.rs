@@ -10,7 +10,7 @@ use shared::{cache::AvailabilityCache, settings::LiveSettings};
 
 use crate::{
     auth::Keys, availability::AvailabilityView, broker::Broker, known_events::KnownEvents,
-    ratelimit::ClientLimiter,
+    live_feed::LiveFeed, ratelimit::ClientLimiter,
 };
 
 #[derive(Clone)]
@@ -36,6 +36,9 @@ pub struct Resources {
     /// Fresh counts in memory, kept current by the workers' announcements.
     pub availability: Arc<AvailabilityView>,
     pub settings: LiveSettings,
+    /// The counts the live page's streams watch, fed by the same
+    /// announcements.
+    pub live: Arc<LiveFeed>,
     pub broker: Arc<Broker>,
     pub known_events: Arc<KnownEvents>,
     pub etcd: etcd_client::Client,

@@ -5,6 +5,7 @@ pub mod docs;
 pub mod events;
 pub mod health;
 mod links;
+pub mod live;
 pub mod problems;
 pub mod reservations;
 pub mod reserve;
@@ -41,10 +42,12 @@ use crate::{extract::REQUEST_ID, middleware::limit_reserve, problem::ApiError, s
         reserve::reserve,
         reservations::get, reservations::confirm, reservations::cancel,
         waiting_list::join, waiting_list::get, waiting_list::leave,
+        live::page, live::stream,
         users::create,
         clients::create, clients::list, clients::revoke,
         health::healthz, health::readyz,
     ),
+    components(schemas(live::LiveUpdate)),
     modifiers(&SecuritySchemes, &OperationIds),
 )]
 pub struct ApiDoc;
@@ -122,6 +125,8 @@ pub fn router(state: AppState) -> Router {
         .route("/events", post(events::create).get(events::list))
         .route("/events/{id}", get(events::get).patch(events::update))
         .route("/events/{id}/tickets", get(events::tickets))
+        .route("/events/{id}/live", get(live::stream))
+        .route("/live/{id}", get(live::page))
         .route("/events/{id}/quotas", post(ticket_types::create_quota))
         .route(
             "/events/{id}/ticket-types",

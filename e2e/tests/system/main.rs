@@ -2,6 +2,7 @@
 //! api and workers running as separate processes. Run via `scripts/test`.
 
 mod abuse;
+mod browser;
 mod clients;
 mod defaults;
 mod dependencies;
@@ -10,6 +11,7 @@ mod holds;
 mod idempotency;
 mod lifecycle;
 mod limits;
+mod live_page;
 mod load;
 mod partitions;
 mod poison;

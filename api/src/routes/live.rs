@@ -43,6 +43,11 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// falls back to zero when the sale stops.
 const PACE_TICK: Duration = Duration::from_secs(1);
 
+/// A stream sends at most one update this often: a hot event's thousands
+/// of announcements a second reach each stream as a few, the latest (a
+/// `watch` keeps only that), and wake it no more often.
+const MIN_GAP: Duration = Duration::from_millis(250);
+
 /// What a browser waits before reconnecting a stream that ended.
 const RECONNECT_AFTER: Duration = Duration::from_secs(2);
 
@@ -87,10 +92,10 @@ pub async fn page(
 /// Tickets left and the sale's pace as they change (Server-Sent Events).
 ///
 /// Each event is named `tickets` and its data is a `LiveUpdate` (JSON):
-/// one at once, then one whenever the count or the pace changes; a comment
-/// line every 15 s keeps an idle stream open. The stream ends after
-/// `LIVE_STREAM_MAX_SECONDS` and when the server shuts down; browsers
-/// reconnect by themselves. At most `LIVE_MAX_STREAMS` streams are open
+/// one at once, then one whenever the count or the pace changes (at most
+/// four a second, the latest); a comment line every 15 s keeps an idle
+/// stream open. The stream ends after `LIVE_STREAM_MAX_SECONDS` and when
+/// the server shuts down; browsers reconnect by themselves. At most `LIVE_MAX_STREAMS` streams are open
 /// on a server at once (503 beyond).
 #[utoipa::path(get, path = "/events/{id}/live", tag = "live",
     params(("id" = i64, Path, description = "Event id")),
@@ -122,6 +127,7 @@ pub async fn stream(
         tick,
         closing: live.closing(),
         ends_at: tokio::time::Instant::now() + live.max_lifetime(),
+        quiet_until: tokio::time::Instant::now(),
         last: None,
     };
     let events = futures::stream::unfold(feed, |mut feed| async move {
@@ -157,6 +163,8 @@ struct Feed {
     tick: Interval,
     closing: CancellationToken,
     ends_at: tokio::time::Instant,
+    /// No update is sent before this time ([`MIN_GAP`] after the last).
+    quiet_until: tokio::time::Instant,
     /// The tickets and pace last sent.
     last: Option<(i32, f64)>,
 }
@@ -165,11 +173,17 @@ impl Feed {
     /// The next update that differs from the last one sent; `None` when the
     /// stream must end.
     async fn next_update(&mut self) -> Option<LiveUpdate> {
+        tokio::select! {
+            biased;
+            () = ended(&self.closing, self.ends_at) => return None,
+            () = tokio::time::sleep_until(self.quiet_until) => {}
+        }
         loop {
             if let Some((available, pace)) = self.watcher.current(std::time::Instant::now()) {
                 let tickets = available.clamp(0, self.capacity.max(0));
                 let rate_per_sec = (pace * 10.0).round() / 10.0;
                 if self.last != Some((tickets, rate_per_sec)) {
+                    self.quiet_until = tokio::time::Instant::now() + MIN_GAP;
                     return Some(LiveUpdate {
                         event_id: self.event_id,
                         name: self.name.clone(),
@@ -181,11 +195,19 @@ impl Feed {
             }
             tokio::select! {
                 biased;
-                () = self.closing.cancelled() => return None,
-                () = tokio::time::sleep_until(self.ends_at) => return None,
+                () = ended(&self.closing, self.ends_at) => return None,
                 changed = self.watcher.changed() => if !changed { return None },
                 _ = self.tick.tick() => {}
             }
         }
+    }
+}
+
+/// Resolves when a stream must end: the server shuts down, or the stream
+/// has lived its time.
+async fn ended(closing: &CancellationToken, ends_at: tokio::time::Instant) {
+    tokio::select! {
+        () = closing.cancelled() => {}
+        () = tokio::time::sleep_until(ends_at) => {}
     }
 }

@@ -15,6 +15,7 @@ use axum::{
 };
 use futures::Stream;
 use serde::Serialize;
+use serde_json::{Value, json};
 use tokio::{sync::OwnedSemaphorePermit, time::Interval};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
@@ -141,6 +142,38 @@ pub async fn stream(
         Some((event.json_data(&update), feed))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+/// Where the stream's answer is in the document (a JSON pointer).
+const STREAM_CONTENT: &str =
+    "/paths/~1events~1{id}~1live/get/responses/200/content/text~1event-stream";
+
+/// Describes the stream's events in `document` (the OpenAPI document as
+/// JSON): utoipa describes bodies, not event streams. In OpenAPI 3.1 the
+/// `schema` of `text/event-stream` is one event's, as its fields are read
+/// (`event`, `data`, `retry`); the data is a `LiveUpdate` in JSON, inlined
+/// so that a reader needs no bundling to check it (Schemathesis checks
+/// every event it reads against it).
+pub fn describe_events(document: &mut Value) {
+    let update = document
+        .pointer("/components/schemas/LiveUpdate")
+        .cloned()
+        .unwrap_or_else(|| json!({"type": "object"}));
+    if let Some(content) = document.pointer_mut(STREAM_CONTENT) {
+        content["schema"] = json!({
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"const": "tickets"},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": update,
+                },
+                "retry": {"type": "integer", "minimum": 0},
+            },
+        });
+    }
 }
 
 fn refused(refusal: Refusal) -> ApiError {

@@ -53,12 +53,14 @@ use crate::{extract::REQUEST_ID, middleware::limit_reserve, problem::ApiError, s
 pub struct ApiDoc;
 
 /// The document `/openapi.json` serves: the generated one, with the links
-/// between operations (`links`).
+/// between operations (`links`) and the events of the live stream
+/// (`live`).
 pub fn document() -> serde_json::Value {
     // Serializing plain structs and maps cannot fail; `Null` would only
     // leave the links out.
     let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     links::add(&mut document);
+    live::describe_events(&mut document);
     document
 }
 

@@ -2,9 +2,9 @@
 //! and consumes this replica's private reply queue, handing each outcome to
 //! the requests waiting for it, and its private availability queue, feeding
 //! the workers' announcements to the in-memory view and to the live page's
-//! streams. A supervisor task
-//! reconnects after broker failures; meanwhile publishing fails fast (the
-//! caller answers 503) and the view's counts age out.
+//! streams. A supervisor task reconnects after broker failures; meanwhile
+//! publishing fails fast (the caller answers 503) and the view's counts age
+//! out.
 //!
 //! A command whose publish was sent but never confirmed may or may not be
 //! stored; its client is answered 202, so it must reach a decision. Such

@@ -111,11 +111,11 @@ pub struct Config {
     #[arg(long, env = "LIVE_MAX_STREAMS", default_value_t = 1000)]
     pub live_max_streams: usize,
 
-    /// Seconds after which a live stream ends (at least 1); a browser
+    /// Seconds after which a live stream ends, 1 to 86400; a browser
     /// reconnects by itself, possibly to another replica, so open streams
     /// spread again after a scale-out.
     #[arg(long, env = "LIVE_STREAM_MAX_SECONDS", default_value_t = 600,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub live_stream_max_seconds: u64,
 }
 

@@ -1,9 +1,10 @@
 //! The api's link to RabbitMQ: publishes commands with publisher confirms
 //! and consumes this replica's private reply queue, handing each outcome to
 //! the requests waiting for it, and its private availability queue, feeding
-//! the workers' announcements to the in-memory view. A supervisor task
-//! reconnects after broker failures; meanwhile publishing fails fast (the
-//! caller answers 503) and the view's counts age out.
+//! the workers' announcements to the in-memory view and to the live page's
+//! streams. A supervisor task reconnects after broker failures; meanwhile
+//! publishing fails fast (the caller answers 503) and the view's counts age
+//! out.
 //!
 //! A command whose publish was sent but never confirmed may or may not be
 //! stored; its client is answered 202, so it must reach a decision. Such
@@ -33,7 +34,7 @@ use shared::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{availability::AvailabilityView, waiters::Waiters};
+use crate::{availability::AvailabilityView, live_feed::LiveFeed, waiters::Waiters};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -80,6 +81,7 @@ pub struct Broker {
     resend: Mutex<VecDeque<Unconfirmed>>,
     pub waiters: Arc<Waiters>,
     view: Arc<AvailabilityView>,
+    live: Arc<LiveFeed>,
     topology: Topology,
     reply_queue: String,
     availability_queue: String,
@@ -91,6 +93,7 @@ impl Broker {
         topology: Topology,
         waiters: Arc<Waiters>,
         view: Arc<AvailabilityView>,
+        live: Arc<LiveFeed>,
         publish_timeout: Duration,
     ) -> Arc<Self> {
         let replica = Uuid::new_v4();
@@ -99,6 +102,7 @@ impl Broker {
             resend: Mutex::default(),
             waiters,
             view,
+            live,
             reply_queue: topology.reply_queue(replica),
             availability_queue: topology.availability_queue(replica),
             topology,
@@ -283,7 +287,7 @@ impl Broker {
             .await?;
         // Bound before the replica reports ready, so that it misses no
         // announcement of an event it has read meanwhile.
-        let mut announcements = match self.view.is_enabled() {
+        let mut announcements = match self.view.is_enabled() || self.live.is_enabled() {
             true => Some(self.consume_availability(&replies).await?),
             false => None,
         };
@@ -320,8 +324,8 @@ impl Broker {
             .await
     }
 
-    /// Feeds each announcement to the view; only ends with an error, never
-    /// when the view is off (no consumer).
+    /// Feeds each announcement to the view and the live streams; only ends
+    /// with an error, never when both are off (no consumer).
     async fn relay_availability(
         &self,
         consumer: Option<&mut lapin::Consumer>,
@@ -332,7 +336,10 @@ impl Broker {
         while let Some(delivery) = consumer.next().await {
             let delivery = delivery?;
             match messages::decode::<Availability>(&delivery.data) {
-                Ok(availability) => self.view.announce(&availability),
+                Ok(availability) => {
+                    self.view.announce(&availability);
+                    self.live.announce(&availability);
+                }
                 Err(error) => tracing::warn!(%error, "ignoring an unreadable announcement"),
             }
         }

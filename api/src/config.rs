@@ -105,11 +105,28 @@ pub struct Config {
     /// 0 turns the in-memory view off.
     #[arg(long, env = "AVAILABILITY_MAX_STALENESS_MS", default_value_t = 1000)]
     pub availability_max_staleness_ms: u64,
+
+    /// Most live streams (`GET /events/{id}/live`, what the live page
+    /// `/live/{id}` listens to) open at once on this replica; beyond it new
+    /// ones are refused with 503. 0 turns the live streams off (404).
+    #[arg(long, env = "LIVE_MAX_STREAMS", default_value_t = 1000)]
+    pub live_max_streams: usize,
+
+    /// Seconds after which a live stream ends, 1 to 86400; a browser
+    /// reconnects by itself, possibly to another replica, so open streams
+    /// spread again after a scale-out.
+    #[arg(long, env = "LIVE_STREAM_MAX_SECONDS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub live_stream_max_seconds: u64,
 }
 
 impl Config {
     pub fn availability_max_staleness(&self) -> Duration {
         Duration::from_millis(self.availability_max_staleness_ms)
+    }
+
+    pub fn live_stream_max_lifetime(&self) -> Duration {
+        Duration::from_secs(self.live_stream_max_seconds)
     }
 
     pub fn publish_timeout(&self) -> Duration {

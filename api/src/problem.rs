@@ -114,7 +114,7 @@ pub const TYPES: &[(&str, &str, &str)] = &[
     (
         "not-found",
         "Not found",
-        "No such route, event, user, client or reservation. A reservation made by another client is reported as not found too.",
+        "No such route, event, user, client or reservation. A reservation made by another client is reported as not found too, and so are live streams when a server has them turned off (`LIVE_MAX_STREAMS=0`).",
     ),
     (
         "method-not-allowed",
@@ -174,7 +174,7 @@ pub const TYPES: &[(&str, &str, &str)] = &[
     (
         "overloaded",
         "Overloaded",
-        "The command queue or the number of waiting requests is at its bound. Nothing was queued. Retry after `Retry-After` seconds.",
+        "The command queue, the number of waiting requests or of open live streams (`LIVE_MAX_STREAMS`) is at its bound, or the server is shutting down. Nothing was queued. Retry after `Retry-After` seconds.",
     ),
     (
         "unavailable",

@@ -20,6 +20,7 @@ use crate::{
     availability::AvailabilityView,
     broker::Broker,
     config::Config,
+    live_feed::LiveFeed,
     ratelimit::ClientLimiter,
     routes, server,
     state::{AppState, Resources},
@@ -59,10 +60,15 @@ impl App {
         );
         let availability = Arc::new(AvailabilityView::new(config.availability_max_staleness()));
         let waiters = Waiters::new(config.max_waiters);
+        let live = Arc::new(LiveFeed::new(
+            config.live_max_streams,
+            config.live_stream_max_lifetime(),
+        ));
         let broker = Broker::new(
             connections.topology(),
             waiters.clone(),
             availability.clone(),
+            live.clone(),
             config.publish_timeout(),
         );
         let shutdown = CancellationToken::new();
@@ -88,6 +94,7 @@ impl App {
             settings,
             settings_defaults,
             settings_prefix: shared::etcd::config_prefix(&connections.namespace),
+            live,
             broker,
             known_events: Arc::default(),
             etcd,
@@ -122,12 +129,20 @@ impl App {
             .await
             .with_context(|| format!("binding {}", self.config.listen_addr))?;
         tracing::info!(addr = %listener.local_addr()?, "api listening");
+        // Live streams never finish by themselves: they end as shutdown
+        // begins, so the drain only waits for real requests.
+        let live = self.state.live.clone();
+        let signal = async move {
+            signal.await;
+            live.close();
+        };
         server::serve(listener, self.router(), self.config.server_limits(), signal).await;
         self.stop().await
     }
 
     /// Stops the background tasks and closes the pool.
     pub async fn stop(self) -> anyhow::Result<()> {
+        self.state.live.close();
         self.shutdown.cancel();
         let _ = self.broker_task.await;
         self.state.db.close_by_ref().await?;

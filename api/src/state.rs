@@ -13,7 +13,7 @@ use shared::{
 
 use crate::{
     auth::Keys, availability::AvailabilityView, broker::Broker, known_events::KnownEvents,
-    ratelimit::ClientLimiter,
+    live_feed::LiveFeed, ratelimit::ClientLimiter,
 };
 
 #[derive(Clone)]
@@ -44,6 +44,9 @@ pub struct Resources {
     pub settings_defaults: Settings,
     /// The etcd prefix of the live settings (`/<namespace>/config/`).
     pub settings_prefix: String,
+    /// The counts the live page's streams watch, fed by the same
+    /// announcements.
+    pub live: Arc<LiveFeed>,
     pub broker: Arc<Broker>,
     pub known_events: Arc<KnownEvents>,
     pub etcd: etcd_client::Client,

@@ -17,6 +17,10 @@ SVC_REQUIRED_BINS=(
     etcd etcdctl redis-server redis-cli supervisord supervisorctl protoc ab curl
 )
 SVC_REQUIRED_FILES=(/usr/include/google/protobuf/timestamp.proto)
+# Only scripts/test needs a browser (the live page's test drives a headless
+# Chromium through chromedriver); the other stacks do without its ~300 MB.
+SVC_BROWSER_PACKAGES=(chromium chromium-driver)
+SVC_BROWSER_BINS=(chromium chromedriver)
 
 svc_install_packages() {
     local missing=() b f
@@ -38,6 +42,23 @@ svc_install_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
         "${SVC_APT_PACKAGES[@]}"
     for b in "${SVC_REQUIRED_BINS[@]}"; do
+        command -v "$b" >/dev/null 2>&1 || svc_die "$b still missing after apt-get install"
+    done
+}
+
+svc_install_browser() {
+    local missing=() b
+    for b in "${SVC_BROWSER_BINS[@]}"; do
+        command -v "$b" >/dev/null 2>&1 || missing+=("$b")
+    done
+    if ((${#missing[@]} == 0)); then
+        return 0
+    fi
+    _svc_need_root
+    svc_log "missing: ${missing[*]} -> apt-get install ${SVC_BROWSER_PACKAGES[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${SVC_BROWSER_PACKAGES[@]}"
+    for b in "${SVC_BROWSER_BINS[@]}"; do
         command -v "$b" >/dev/null 2>&1 || svc_die "$b still missing after apt-get install"
     done
 }

@@ -24,6 +24,7 @@
 #   SVC_DURABLE=yes|no             # no: test stack, no flush per commit (throwaway data)
 #   SVC_ADMIN_TOKEN=...            # printed by svc_env
 #   svc_install_packages           # apt-get install when some binary is missing
+#   svc_install_browser            # the same for chromium and chromedriver (scripts/test)
 #   svc_start                      # start (or keep) all four servers, wait, provision
 #   svc_env                        # print `export VAR=...` lines
 #   svc_export_env                 # export those variables into the current shell

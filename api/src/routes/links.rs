@@ -57,6 +57,22 @@ const EDGES: &[Edge] = {
             description: "Tickets left in the event just created",
         },
         Edge {
+            from: ("post", EVENTS),
+            status: "201",
+            name: "WatchEvent",
+            to: ("get", "/events/{id}/live"),
+            field: "id",
+            description: "Tickets left and the sale's pace as they change",
+        },
+        Edge {
+            from: ("post", EVENTS),
+            status: "201",
+            name: "OpenLivePage",
+            to: ("get", "/live/{id}"),
+            field: "id",
+            description: "The live page of the event just created",
+        },
+        Edge {
             from: ("post", RESERVE),
             status: "200",
             name: "GetReservation",

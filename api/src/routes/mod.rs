@@ -6,6 +6,7 @@ pub mod docs;
 pub mod events;
 pub mod health;
 mod links;
+pub mod live;
 pub mod problems;
 pub mod reservations;
 pub mod reserve;
@@ -45,23 +46,27 @@ use crate::{extract::REQUEST_ID, middleware::limit_reserve, problem::ApiError, s
         reserve::reserve,
         reservations::get, reservations::confirm, reservations::cancel,
         waiting_list::join, waiting_list::get, waiting_list::leave,
+        live::page, live::stream,
         users::create,
         clients::create, clients::list, clients::revoke,
         admin_reservations::list_reservations,
         settings::list_settings, settings::get_setting, settings::put_setting, settings::delete_setting,
         health::healthz, health::readyz,
     ),
+    components(schemas(live::LiveUpdate)),
     modifiers(&SecuritySchemes, &OperationIds),
 )]
 pub struct ApiDoc;
 
 /// The document `/openapi.json` serves: the generated one, with the links
-/// between operations (`links`).
+/// between operations (`links`) and the events of the live stream
+/// (`live`).
 pub fn document() -> serde_json::Value {
     // Serializing plain structs and maps cannot fail; `Null` would only
     // leave the links out.
     let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     links::add(&mut document);
+    live::describe_events(&mut document);
     document
 }
 
@@ -129,6 +134,8 @@ pub fn router(state: AppState) -> Router {
         .route("/events/{id}", get(events::get).patch(events::update))
         .route("/events/{id}/tickets", get(events::tickets))
         .route("/events/{id}/close", post(events::close))
+        .route("/events/{id}/live", get(live::stream))
+        .route("/live/{id}", get(live::page))
         .route("/events/{id}/quotas", post(ticket_types::create_quota))
         .route(
             "/events/{id}/ticket-types",

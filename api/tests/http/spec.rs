@@ -73,3 +73,25 @@ fn event_times_declare_their_years() {
         assert_eq!(event[field]["pattern"], "^[1-9][0-9]{3}-", "{field}");
     }
 }
+
+#[test]
+fn the_live_stream_documents_its_events() {
+    let spec = document();
+    let content = &spec["paths"]["/events/{id}/live"]["get"]["responses"]["200"]["content"];
+    let event = &content["text/event-stream"]["schema"];
+    assert_eq!(event["properties"]["event"]["const"], "tickets", "{event}");
+    let data = &event["properties"]["data"];
+    assert_eq!(data["contentMediaType"], "application/json", "{data}");
+    let update = &data["contentSchema"];
+    assert_eq!(update, &spec["components"]["schemas"]["LiveUpdate"]);
+    for field in ["event_id", "name", "capacity", "tickets", "rate_per_sec"] {
+        assert!(
+            update["required"]
+                .as_array()
+                .is_some_and(|required| required.iter().any(|f| f == field)),
+            "{field} is not required: {update}"
+        );
+    }
+    let page = &spec["paths"]["/live/{id}"]["get"]["responses"]["200"]["content"];
+    assert!(page["text/html"].is_object(), "{page}");
+}

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod admin;
+mod browser;
 mod clients;
 mod defaults;
 mod dependencies;
@@ -12,6 +13,7 @@ mod idempotency;
 mod integration;
 mod lifecycle;
 mod limits;
+mod live_page;
 mod load;
 mod metrics;
 mod partitions;

@@ -34,6 +34,10 @@ pub struct Config {
     pub request_timeout: Duration,
 }
 
+/// How long an idle connection stays pooled: well under the api's
+/// keep-alive idle close (`HEADER_READ_TIMEOUT_MS`, 10 s).
+const IDLE_CONNECTION: Duration = Duration::from_secs(4);
+
 /// Ids the clients share: what they may poll, confirm and cancel.
 #[derive(Default)]
 struct Known {
@@ -107,9 +111,14 @@ impl Shared {
         history: Arc<HistoryWriter>,
         stop: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
+        // The api closes a keep-alive connection idle for its header read
+        // timeout (10 s by default); a client that reuses one just then
+        // gets a transport error the checker counts as no answer. Like a
+        // well-configured client, this one lets idle connections go first.
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .pool_max_idle_per_host(config.clients * 2)
+            .pool_idle_timeout(IDLE_CONNECTION)
             .build()?;
         Ok(Arc::new(Self {
             config,

@@ -12,6 +12,7 @@ pub mod config;
 mod extract;
 mod integral;
 mod known_events;
+mod known_users;
 mod live_feed;
 mod metrics;
 mod middleware;

@@ -97,6 +97,7 @@ impl App {
             live,
             broker,
             known_events: Arc::default(),
+            known_users: Arc::default(),
             etcd,
             keys: Arc::new(Keys::new(&config.admin_token, config.require_api_key)),
             max_body_bytes: config.max_body_bytes,

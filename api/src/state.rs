@@ -13,7 +13,7 @@ use shared::{
 
 use crate::{
     auth::Keys, availability::AvailabilityView, broker::Broker, known_events::KnownEvents,
-    live_feed::LiveFeed, ratelimit::ClientLimiter,
+    known_users::KnownUsers, live_feed::LiveFeed, ratelimit::ClientLimiter,
 };
 
 #[derive(Clone)]
@@ -49,6 +49,7 @@ pub struct Resources {
     pub live: Arc<LiveFeed>,
     pub broker: Arc<Broker>,
     pub known_events: Arc<KnownEvents>,
+    pub known_users: Arc<KnownUsers>,
     pub etcd: etcd_client::Client,
     /// The admin token and the clients' API keys.
     pub keys: Arc<Keys>,

@@ -245,8 +245,14 @@ pub async fn check_user(
         (_, None) => return Ok(()),
         (_, Some(user_id)) => user_id,
     };
+    if state.known_users.contains(user_id) {
+        return Ok(());
+    }
     match user::Entity::find_by_id(user_id).one(&state.db).await? {
-        Some(_) => Ok(()),
+        Some(_) => {
+            state.known_users.insert(user_id);
+            Ok(())
+        }
         None => Err(ApiError::Unprocessable(format!(
             "user {user_id} does not exist"
         ))),

@@ -74,9 +74,11 @@ def fit_to_state(case):
       MAX_HOLD_SECONDS (900); an event with ticket types needs one of its
       own (ticket_type), an event without refuses one; an event with a
       per-user limit needs a user_id;
-    - POST /events/{id}/ticket-types: quota_id must be one of the event's;
-    - POST /events/{id}/waiting-list: ticket_type as for reserve, and an
-      event with a per-user limit has none (the case goes to event 1).
+    - POST /events/{id}/ticket-types: quota_id must be one of the event's,
+      and its sale window closes after it opens, as for events;
+    - POST /events/{id}/waiting-list: ticket_type and user_id as for
+      reserve; an event with a per-user limit also caps the quantity, so
+      such a case goes to event 1, which has none.
 
     Only valid (positive) cases are fitted; invalid ones stay as generated.
     """
@@ -93,6 +95,7 @@ def fit_to_state(case):
     if route == ("POST", "/events/{id}/reserve"):
         fit_reserve(case)
     if route == ("POST", "/events/{id}/ticket-types") and isinstance(case.body, dict):
+        fit_window(case.body)
         if case.body.get("quota_id") is not None:
             quota = sql(
                 f"SELECT MIN(id) FROM quotas WHERE event_id = {event_of(case)}"
@@ -105,13 +108,29 @@ def fit_to_state(case):
         if terms_of(event_of(case))[0]:
             case.path_parameters["id"] = 1
         fit_type(case, case.body)
+        fit_user(case.body)
         if isinstance(case.body.get("quantity"), (int, float)):
             case.body["quantity"] = min(case.body["quantity"], MAX_QUANTITY)
     if route == ("POST", "/events") and isinstance(case.body, dict):
-        body = case.body
-        opens, closes = instant(body.get("sale_opens_at")), instant(body.get("sale_closes_at"))
-        if opens and closes and closes <= opens:
-            del body["sale_closes_at"]
+        fit_window(case.body)
+
+
+def fit_window(body):
+    """A sale window (an event's or a ticket type's) closes after it opens."""
+    opens, closes = instant(body.get("sale_opens_at")), instant(body.get("sale_closes_at"))
+    if opens and closes and closes <= opens:
+        del body["sale_closes_at"]
+
+
+def fit_user(body):
+    """user_id, when given, names an existing user (the first one)."""
+    if body.get("user_id") is None:
+        return
+    user = sql("SELECT MIN(id) FROM users").strip()
+    if user.isdigit():
+        body["user_id"] = int(user)
+    else:
+        del body["user_id"]
 
 
 _fresh_keys = 0
@@ -171,12 +190,7 @@ def fit_reserve(case):
         body["hold"] = True
         if isinstance(body["hold_seconds"], (int, float)):
             body["hold_seconds"] = min(body["hold_seconds"], MAX_HOLD_SECONDS)
-    if body.get("user_id") is not None:
-        user = sql("SELECT MIN(id) FROM users").strip()
-        if user.isdigit():
-            body["user_id"] = int(user)
-        else:
-            del body["user_id"]
+    fit_user(body)
     if isinstance(body.get("quantity"), (int, float)) and body["quantity"] > MAX_QUANTITY:
         body["quantity"] = MAX_QUANTITY
     headers = case.headers or {}

@@ -3,15 +3,9 @@
 //! MySQL; whatever a read finds refreshes the view and the cache.
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, Statement};
-use shared::entities::event;
+use shared::{entities::event, sale_window::SaleWindow};
 
-use crate::{
-    availability::Seen,
-    known_events::{SaleWindow, Terms},
-    metrics,
-    problem::ApiError,
-    state::AppState,
-};
+use crate::{availability::Seen, known_events::Terms, metrics, problem::ApiError, state::AppState};
 
 /// The terms of the event's sale if it exists, else 404 (a MySQL read when
 /// this process has not read them lately; older ones while MySQL fails).

@@ -13,7 +13,7 @@ use sea_orm::{DbErr, RuntimeErr, sqlx};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::known_events::OffSale;
+use shared::sale_window::OffSale;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

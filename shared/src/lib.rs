@@ -11,6 +11,7 @@ pub mod etcd;
 pub mod messages;
 pub mod prometheus;
 pub mod reconnect;
+pub mod sale_window;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

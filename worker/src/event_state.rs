@@ -13,6 +13,7 @@ use sea_orm::{
 use shared::{
     entities::{event, quota, reservation, ticket_type, waiting_entry},
     messages::{Command, ReservationStatus},
+    sale_window::{OffSale, SaleWindow},
 };
 use uuid::Uuid;
 
@@ -126,19 +127,22 @@ pub async fn stock(
 }
 
 /// Why a sale window (an event's or a ticket type's) refuses new
-/// reservations at `now`, if it does (open from `opens` included to
-/// `closes` excluded).
+/// reservations at `now`, if it does: the rule the api applies, in the
+/// words an outcome carries.
 fn outside_window(
-    opens: Option<DateTime<Utc>>,
-    closes: Option<DateTime<Utc>>,
+    opens_at: Option<DateTime<Utc>>,
+    closes_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Option<&'static str> {
-    if opens.is_some_and(|opens| now < opens) {
-        Some("Sale not open yet")
-    } else if closes.is_some_and(|closes| now >= closes) {
-        Some("Sale closed")
-    } else {
-        None
+    match (SaleWindow {
+        opens_at,
+        closes_at,
+    })
+    .check(now)
+    {
+        Ok(()) => None,
+        Err(OffSale::NotYet(_)) => Some("Sale not open yet"),
+        Err(OffSale::Closed(_)) => Some("Sale closed"),
     }
 }
 

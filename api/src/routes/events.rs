@@ -12,14 +12,13 @@ use sea_orm::{
     QuerySelect, Statement,
 };
 use serde::Deserialize;
-use shared::entities::event;
+use shared::{entities::event, sale_window::SaleWindow};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     auth::Admin,
     catalog, conditional,
     extract::{JsonBody, PathId, QueryParams},
-    known_events::SaleWindow,
     problem::{ApiError, Problem},
     state::AppState,
     views::{Event, EventPage, Tickets},

@@ -16,14 +16,17 @@ use sea_orm::{
     Statement, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
-use shared::entities::{quota, ticket_type};
+use shared::{
+    entities::{quota, ticket_type},
+    sale_window::SaleWindow,
+};
 use utoipa::ToSchema;
 
 use crate::{
     auth::Admin,
     catalog::{self, Children},
     extract::{JsonBody, PathId},
-    known_events::{SaleWindow, TypeTerms},
+    known_events::TypeTerms,
     problem::{ApiError, Problem},
     state::AppState,
 };

@@ -43,23 +43,14 @@ pub async fn load_db(database_url: &str, events: &[i64]) -> anyhow::Result<DbSta
                     .all(&db)
                     .await?
                     .into_iter()
-                    .map(|t| TypeCount {
-                        id: t.id,
-                        quota: t.quota_id,
-                        capacity: t.capacity.into(),
-                        available: t.available.into(),
-                    })
+                    .map(|t| TypeCount::from(&t))
                     .collect(),
                 quotas: quota::Entity::find()
                     .filter(quota::Column::EventId.eq(e.id))
                     .all(&db)
                     .await?
                     .into_iter()
-                    .map(|q| QuotaCount {
-                        id: q.id,
-                        capacity: q.capacity.into(),
-                        available: q.available.into(),
-                    })
+                    .map(|q| QuotaCount::from(&q))
                     .collect(),
             },
         );

@@ -56,22 +56,10 @@ impl Snapshot {
         let types: Vec<rules::TypeCount> = self
             .ticket_types
             .iter()
-            .map(|t| rules::TypeCount {
-                id: t.id,
-                quota: t.quota_id,
-                capacity: t.capacity.into(),
-                available: t.available.into(),
-            })
+            .map(rules::TypeCount::from)
             .collect();
-        let quotas: Vec<rules::QuotaCount> = self
-            .quotas
-            .iter()
-            .map(|q| rules::QuotaCount {
-                id: q.id,
-                capacity: q.capacity.into(),
-                available: q.available.into(),
-            })
-            .collect();
+        let quotas: Vec<rules::QuotaCount> =
+            self.quotas.iter().map(rules::QuotaCount::from).collect();
         let rows: Vec<_> = self
             .reservations
             .values()

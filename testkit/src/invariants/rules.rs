@@ -6,7 +6,10 @@
 
 use std::fmt;
 
-use shared::messages::ReservationStatus;
+use shared::{
+    entities::{quota, ticket_type},
+    messages::ReservationStatus,
+};
 
 /// One event as the database has it, for invariants 1 and 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +110,27 @@ pub struct QuotaCount {
     pub id: i64,
     pub capacity: i64,
     pub available: i64,
+}
+
+impl From<&ticket_type::Model> for TypeCount {
+    fn from(t: &ticket_type::Model) -> Self {
+        Self {
+            id: t.id,
+            quota: t.quota_id,
+            capacity: t.capacity.into(),
+            available: t.available.into(),
+        }
+    }
+}
+
+impl From<&quota::Model> for QuotaCount {
+    fn from(q: &quota::Model) -> Self {
+        Self {
+            id: q.id,
+            capacity: q.capacity.into(),
+            available: q.available.into(),
+        }
+    }
 }
 
 /// Invariants 1 and 2 for each of an event's ticket types and quotas,

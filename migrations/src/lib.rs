@@ -45,6 +45,7 @@ mod m20261207_000002_per_user_limits;
 mod m20261207_000003_ticket_types;
 mod m20261207_000004_waiting_list;
 mod m20261207_000005_type_sale_windows;
+mod m20261207_000006_webhooks;
 
 pub struct Migrator;
 
@@ -59,6 +60,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000003_ticket_types::Migration),
             Box::new(m20261207_000004_waiting_list::Migration),
             Box::new(m20261207_000005_type_sale_windows::Migration),
+            Box::new(m20261207_000006_webhooks::Migration),
         ]
     }
 }

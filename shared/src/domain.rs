@@ -138,6 +138,18 @@ impl ReservationStatus {
         self != Self::Pending
     }
 
+    /// Whether a reservation in this state can move to `to` (DESIGN §9):
+    /// each step of a reservation's life, and so each webhook it owes.
+    pub fn can_become(self, to: Self) -> bool {
+        use ReservationStatus::*;
+        matches!(
+            (self, to),
+            (Pending, Confirmed | Rejected | Held)
+                | (Held, Confirmed | Released | Expired)
+                | (Confirmed, Cancelled)
+        )
+    }
+
     /// Whether a reservation in this state takes tickets from the event.
     pub fn takes_tickets(self) -> bool {
         matches!(self, Self::Confirmed | Self::Held)

@@ -5,6 +5,8 @@ use std::{net::SocketAddr, time::Duration};
 use clap::Parser;
 use shared::{config::ConnectionArgs, settings::SettingsArgs};
 
+use crate::webhooks::WebhookArgs;
+
 #[derive(Parser, Debug, Clone)]
 #[command(name = "worker", about = "Decide reservation commands from RabbitMQ")]
 pub struct Config {
@@ -13,6 +15,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub settings: SettingsArgs,
+
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 
     /// This worker's name among the live workers, which decides the command
     /// partitions it takes; unique per deployment (two workers of one name

@@ -77,6 +77,8 @@ pub struct Worker {
     lease: Lease,
     /// Whether a broker session is connected (for `/readyz`).
     broker_connected: Arc<AtomicBool>,
+    /// Wakes the webhook dispatcher when a decision wrote deliveries.
+    pub(crate) webhooks: Arc<tokio::sync::Notify>,
 }
 
 impl Worker {
@@ -124,6 +126,7 @@ impl Worker {
             holds,
             lease,
             broker_connected: Arc::default(),
+            webhooks: Arc::default(),
         }
     }
 
@@ -134,6 +137,12 @@ impl Worker {
             lease: self.lease.clone(),
             member: self.membership.availability(),
         }
+    }
+
+    /// What wakes the webhook dispatcher: this worker's decisions that
+    /// wrote deliveries to the outbox.
+    pub fn webhook_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.webhooks.clone()
     }
 
     pub fn db(&self) -> &DatabaseConnection {

@@ -135,6 +135,9 @@ impl Worker {
             decided.availability.map(|(available, _)| available),
         );
         metrics.dead_lettered_refused(refused.len());
+        if decided.webhooks > 0 {
+            self.webhooks.notify_one();
+        }
         expiry.observe(&decided.outcomes);
         expiry.observe(&decided.offers);
         if let Some((available, version)) = decided.availability {
@@ -227,8 +230,7 @@ impl Worker {
                     return match commands {
                         [command] => Ok(Decided {
                             outcomes: vec![permanent::refused(command, &reason)],
-                            availability: None,
-                            offers: Vec::new(),
+                            ..Decided::default()
                         }),
                         _ => {
                             self.decide_one_by_one(event_id, commands, holds, shutdown)
@@ -276,8 +278,7 @@ impl Worker {
     ) -> Result<Decided, SessionError> {
         let mut all = Decided {
             outcomes: Vec::with_capacity(commands.len()),
-            availability: None,
-            offers: Vec::new(),
+            ..Decided::default()
         };
         for command in commands {
             let one = Box::pin(self.decide_until_done(
@@ -290,6 +291,7 @@ impl Worker {
             .await?;
             all.outcomes.extend(one.outcomes);
             all.offers.extend(one.offers);
+            all.webhooks += one.webhooks;
             all.availability = one.availability.or(all.availability);
         }
         Ok(all)

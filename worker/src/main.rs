@@ -64,12 +64,19 @@ async fn main() -> anyhow::Result<()> {
     let (lease, lease_task) = Lease::spawn(etcd.clone(), config.lease_ttl_secs, shutdown.clone());
 
     let worker = Worker::new(config.clone(), db, etcd, cache, settings, lease, epoch);
+    let dispatcher = worker::webhooks::Dispatcher::new(
+        worker.db().clone(),
+        config.webhooks.clone(),
+        worker.webhook_signal(),
+    )?;
+    let dispatching = tokio::spawn(dispatcher.run(shutdown.clone()));
     if let Some(listener) = http {
         worker::http::spawn(listener, worker.readiness(), shutdown.clone());
     }
     tracing::info!("worker started");
     worker.run(&shutdown).await;
     shutdown.cancel();
+    let _ = dispatching.await;
     // Revoking the lease releases this worker's locks at once instead of
     // after the TTL.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), lease_task).await;

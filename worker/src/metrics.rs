@@ -16,6 +16,7 @@
 //! | `tickets_lock_handovers_total` | counter | kept locks released at their maximum hold because another worker waited |
 //! | `tickets_fencing_rejections_total` | counter | writes refused by a newer fencing token |
 //! | `tickets_dead_lettered_total{reason}` | counter | `unparseable` messages, commands the database `refused` |
+//! | `tickets_webhook_attempts_total{result}` | counter | webhook attempts: `delivered`, `retrying` (failed, due again), `failed` (the last one) |
 //! | `tickets_command_queue_depth{partition}` | gauge | ready commands in each partition this worker consumes |
 //! | `tickets_partitions_owned` | gauge | partitions this worker consumes |
 //! | `tickets_available{event_id}` | gauge | tickets left, for the [`TOP_EVENTS`] busiest events this worker decided |
@@ -52,6 +53,8 @@ pub struct Metrics {
     fencing_rejections: Counter,
     unparseable: Counter,
     refused: Counter,
+    /// Webhook attempts: delivered, failed and retried, failed for good.
+    webhooks: [Counter; 3],
     events: Mutex<HashMap<i64, Activity>>,
 }
 
@@ -83,6 +86,9 @@ pub fn get() -> &'static Metrics {
             fencing_rejections: metrics::counter!("tickets_fencing_rejections_total"),
             unparseable: dead("unparseable"),
             refused: dead("refused"),
+            webhooks: ["delivered", "retrying", "failed"].map(|result| {
+                metrics::counter!("tickets_webhook_attempts_total", "result" => result)
+            }),
             events: Mutex::default(),
         }
     })
@@ -148,6 +154,16 @@ impl Metrics {
 
     pub fn dead_lettered_refused(&self, n: usize) {
         self.refused.increment(n as u64);
+    }
+
+    /// One webhook attempt; `last` when no other follows.
+    pub fn webhook_attempt(&self, attempt: &crate::webhooks::claims::Attempt, last: bool) {
+        let index = match attempt {
+            crate::webhooks::claims::Attempt::Delivered(_) => 0,
+            _ if last => 2,
+            _ => 1,
+        };
+        self.webhooks[index].increment(1);
     }
 
     /// Sets the tickets-left gauges of the busiest events: most commands

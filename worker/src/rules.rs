@@ -81,6 +81,10 @@ pub struct Decision {
     pub writes: BTreeMap<Uuid, Write>,
     /// The waiting-list entries offered a hold (the booking of the same id).
     pub offered: Vec<Uuid>,
+    /// Every state a booking reached, in the order it reached them: a
+    /// booking held and confirmed in one batch is written once, confirmed,
+    /// but both changes are owed to its client's webhooks.
+    pub transitions: Vec<(Uuid, ReservationStatus)>,
 }
 
 /// Decides `commands` (all for `event_id`, in arrival order) against the
@@ -126,6 +130,7 @@ pub fn decide(
         bookings,
         writes: BTreeMap::new(),
         offered: Vec::new(),
+        transitions: Vec::new(),
     };
     batch.offer();
     let outcomes = commands.iter().map(|c| batch.apply(c)).collect();
@@ -135,6 +140,7 @@ pub fn decide(
         bookings: batch.bookings,
         writes: batch.writes,
         offered: batch.offered,
+        transitions: batch.transitions,
     }
 }
 
@@ -191,6 +197,7 @@ struct Batch {
     offered: Vec<Uuid>,
     bookings: HashMap<Uuid, Booking>,
     writes: BTreeMap<Uuid, Write>,
+    transitions: Vec<(Uuid, ReservationStatus)>,
 }
 
 impl Batch {
@@ -273,6 +280,7 @@ impl Batch {
                 },
             );
             self.writes.insert(entry.id, Write::Insert);
+            self.transitions.push((entry.id, ReservationStatus::Held));
             self.offered.push(entry.id);
         }
         self.queue.entries = kept;
@@ -318,6 +326,7 @@ impl Batch {
                     ReservationStatus::Held
                 }
             };
+            self.transitions.push((id, booking.status));
             if fits {
                 self.stock.take(booking.ticket_type_id, booking.quantity);
                 count_for_user(self.per_user.as_mut(), booking.user_id, booking.quantity);
@@ -358,6 +367,7 @@ impl Batch {
                 }
             }
             booking.status = to;
+            self.transitions.push((booking.id, to));
             // A row inserted by this batch is inserted in its final state.
             self.writes
                 .entry(booking.id)

@@ -367,4 +367,27 @@ proptest! {
         }
         prop_assert_eq!(again.stock.event + taken(&again.bookings), capacity);
     }
+
+    /// The transitions a batch reports are each a step of a reservation's
+    /// life, from the state it was read in; every booking written has them
+    /// and ends in the state written, and no other booking has any.
+    #[test]
+    fn transitions_are_the_steps_to_what_is_written(capacity in 0i32..30, commands in batch()) {
+        let first = decide(EVENT, t0(), capacity, None, Queue::default(), HashMap::new(), &commands);
+        let later = t0() + TimeDelta::seconds(30);
+        let again = decide(EVENT, later, first.stock.event, None, Queue::default(), first.bookings.clone(), &commands);
+        for (before, decision) in [(&HashMap::new(), &first), (&first.bookings, &again)] {
+            let mut state: HashMap<Uuid, ReservationStatus> =
+                before.iter().map(|(id, b)| (*id, b.status)).collect();
+            for (id, to) in &decision.transitions {
+                let from = state.get(id).copied().unwrap_or(ReservationStatus::Pending);
+                prop_assert!(from.can_become(*to), "{:?} to {:?}", from, to);
+                state.insert(*id, *to);
+                prop_assert!(decision.writes.contains_key(id));
+            }
+            for id in decision.writes.keys() {
+                prop_assert_eq!(state.get(id).copied(), Some(decision.bookings[id].status));
+            }
+        }
+    }
 }

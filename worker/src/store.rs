@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use crate::{
     event_state::{mark_offered, per_user, queue, stock, write_stock},
+    outbox,
     rules::{self, Booking, Decision, Write},
 };
 
@@ -37,7 +38,7 @@ pub enum DecideError {
 }
 
 /// The committed result of one group.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Decided {
     /// One outcome per command, in command order.
     pub outcomes: Vec<Outcome>,
@@ -47,6 +48,8 @@ pub struct Decided {
     /// The holds offered to waiting-list entries, as outcomes (no client
     /// waits for them; the expiry schedule does).
     pub offers: Vec<Outcome>,
+    /// Webhook deliveries the group wrote to the outbox.
+    pub webhooks: usize,
 }
 
 /// Decides `commands` (all for `event_id`, in arrival order) with the
@@ -75,6 +78,7 @@ pub async fn decide(
             outcomes: rules::unknown_event(commands),
             availability: None,
             offers: Vec::new(),
+            webhooks: 0,
         });
     };
     if event.fence_token > fence {
@@ -110,6 +114,7 @@ pub async fn decide(
         bookings,
         writes,
         offered,
+        transitions,
     } = rules::decide(
         event_id,
         now,
@@ -127,6 +132,7 @@ pub async fn decide(
             outcomes,
             availability: Some((event.available, event.version)),
             offers: Vec::new(),
+            webhooks: 0,
         });
     }
     let mut inserts = Vec::new();
@@ -144,6 +150,7 @@ pub async fn decide(
     }
     write_stock(&txn, &stock, &left).await?;
     mark_offered(&txn, &offered, now).await?;
+    let webhooks = outbox::write(&txn, &bookings, &transitions, now).await?;
     let updated = event::Entity::update_many()
         .col_expr(event::Column::Available, Expr::value(available))
         .col_expr(event::Column::FenceToken, Expr::value(fence))
@@ -176,6 +183,7 @@ pub async fn decide(
         outcomes,
         availability: Some((available, event.version + 1)),
         offers,
+        webhooks,
     })
 }
 

@@ -10,3 +10,6 @@ mod status;
 pub mod ticket_type;
 pub mod user;
 pub mod waiting_entry;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
+pub mod webhook_message;

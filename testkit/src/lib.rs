@@ -6,3 +6,4 @@ pub mod app;
 pub mod blackhole;
 pub mod broker;
 pub mod invariants;
+pub mod receiver;

@@ -14,6 +14,8 @@ pub mod settings;
 pub mod ticket_types;
 pub mod users;
 pub mod waiting_list;
+pub mod webhook_deliveries;
+pub mod webhooks;
 
 use axum::{
     Json, Router,
@@ -50,6 +52,8 @@ use crate::{extract::REQUEST_ID, middleware::limit_reserve, problem::ApiError, s
         users::create,
         clients::create, clients::list, clients::revoke,
         admin_reservations::list_reservations,
+        webhooks::create, webhooks::list, webhooks::remove,
+        webhook_deliveries::list, webhook_deliveries::message, webhook_deliveries::replay,
         settings::list_settings, settings::get_setting, settings::put_setting, settings::delete_setting,
         health::healthz, health::readyz,
     ),
@@ -161,6 +165,21 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/admin/clients/{id}",
             axum::routing::delete(clients::revoke),
+        )
+        .route("/admin/clients/{id}/webhooks", post(webhooks::create))
+        .route("/admin/webhooks", get(webhooks::list))
+        .route(
+            "/admin/webhooks/{id}",
+            axum::routing::delete(webhooks::remove),
+        )
+        .route("/admin/webhook-deliveries", get(webhook_deliveries::list))
+        .route(
+            "/admin/webhook-deliveries/replay",
+            post(webhook_deliveries::replay),
+        )
+        .route(
+            "/admin/webhook-messages/{id}",
+            get(webhook_deliveries::message),
         )
         .route(
             "/admin/reservations",

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use testkit::app::{Options, TestApp, env};
 
-async fn create_client(app: &TestApp, name: &str) -> (i64, String) {
+pub(crate) async fn create_client(app: &TestApp, name: &str) -> (i64, String) {
     let response = app
         .http
         .post(app.url("/admin/clients"))
@@ -22,7 +22,7 @@ async fn create_client(app: &TestApp, name: &str) -> (i64, String) {
 }
 
 /// `method path` as `key` (anonymous when `None`); status and body.
-async fn call(
+pub(crate) async fn call(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,

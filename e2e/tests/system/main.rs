@@ -26,3 +26,4 @@ mod ticket_types;
 mod ticketctl;
 mod trace;
 mod waiting_list;
+mod webhooks;

@@ -21,9 +21,10 @@ pub struct WebhookArgs {
           value_parser = clap::value_parser!(u32).range(1..=100))]
     pub webhook_max_attempts: u32,
 
-    /// Delay before the second attempt; each later one waits twice as long
-    /// (with jitter), up to `WEBHOOK_RETRY_MAX_MS`. With the defaults, 12
-    /// attempts span about 3 hours.
+    /// Delay before the second attempt; each later one waits twice as long,
+    /// plus a random part of up to as much again, never more than
+    /// `WEBHOOK_RETRY_MAX_MS`. With the defaults, 12 attempts span 2.5 to
+    /// 4 hours.
     #[arg(long, env = "WEBHOOK_RETRY_BASE_MS", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub webhook_retry_base_ms: u64,

@@ -179,6 +179,8 @@ impl Dispatcher {
             .without_max_times()
             .build()
             .nth(made.max(1) as usize - 1)
+            // backon adds its jitter after its own cap.
+            .map(|delay| delay.min(self.args.retry_max()))
     }
 }
 

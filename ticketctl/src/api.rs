@@ -122,7 +122,16 @@ async fn send(
 async fn json(response: Response) -> anyhow::Result<Value> {
     let status = response.status();
     let text = response.text().await.context("reading the answer")?;
-    let body: Option<Value> = serde_json::from_str(&text).ok();
+    decode(status, &text)
+}
+
+/// An answer's status and body as `json` returns them. `204` (a removal)
+/// has no body by definition: `null`, the success itself being the news.
+fn decode(status: StatusCode, text: &str) -> anyhow::Result<Value> {
+    if status == StatusCode::NO_CONTENT {
+        return Ok(Value::Null);
+    }
+    let body: Option<Value> = serde_json::from_str(text).ok();
     if status.is_success() {
         return body
             .ok_or_else(|| anyhow!("the api answered {status} with a body that is not JSON"));
@@ -160,6 +169,20 @@ fn next_link(value: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_content_is_a_success_without_a_body() {
+        assert_eq!(decode(StatusCode::NO_CONTENT, "").ok(), Some(Value::Null));
+        assert!(decode(StatusCode::OK, "").is_err());
+        let refused = decode(
+            StatusCode::NOT_FOUND,
+            r#"{"type":"/problems/not-found","title":"Not found","detail":"no endpoint 3"}"#,
+        );
+        assert_eq!(
+            refused.err().map(|e| e.to_string()).as_deref(),
+            Some("Not found (404): no endpoint 3")
+        );
+    }
 
     #[test]
     fn the_next_link_is_found_among_others() {

@@ -10,6 +10,7 @@ mod output;
 mod reservations;
 mod settings;
 mod watch;
+mod webhooks;
 
 use std::io;
 
@@ -76,6 +77,10 @@ enum Command {
     /// Live settings (etcd, applied without a restart): show, set, unset.
     #[command(subcommand)]
     Settings(settings::Command),
+    /// Webhooks of clients' reservation changes: endpoints, deliveries,
+    /// replay.
+    #[command(subcommand)]
+    Webhooks(webhooks::Command),
     /// A live view of one event's sale, refreshed in place.
     Watch(watch::Args),
     /// Prints a shell completion script (e.g. `ticketctl completions bash >
@@ -96,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Clients(command) => clients::run(&api()?, out, command).await,
         Command::Reservations(command) => reservations::run(&api()?, out, command).await,
         Command::Settings(command) => settings::run(&api()?, out, command).await,
+        Command::Webhooks(command) => webhooks::run(&api()?, out, command).await,
         Command::Watch(args) => watch::run(&api()?, out, args).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ticketctl", &mut io::stdout());
@@ -111,5 +117,14 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_webhook_url_is_not_taken_for_the_api_url() {
+        let cli = Cli::try_parse_from(["ticketctl", "webhooks", "add", "7", "https://shop/hooks"]);
+        assert_eq!(
+            cli.ok().map(|cli| cli.url).as_deref(),
+            Some("http://127.0.0.1:8000")
+        );
     }
 }

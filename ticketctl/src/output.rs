@@ -1,6 +1,7 @@
 //! How results are shown: JSON for scripts (exactly what the api answered,
 //! or a list of it), or aligned text for people.
 
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -26,6 +27,17 @@ pub fn emit(format: Format, value: &Value, render: impl FnOnce(&Value) -> String
             }
         }
     }
+}
+
+/// A spinner on stderr counting what a walk has seen (hidden when stderr
+/// is not a terminal).
+pub fn counter(what: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {pos} {msg} ({per_sec})") {
+        bar.set_style(style);
+    }
+    bar.set_message(what);
+    bar
 }
 
 /// A field as text: strings bare, `null` as `-`, anything else as JSON.

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::{
     api::Api,
-    output::{Column, Format, emit, fields, table},
+    output::{Column, Format, counter, emit, fields, table},
 };
 
 #[derive(Args, Debug, Clone, Default)]
@@ -110,17 +110,6 @@ const COLUMNS: &[Column] = &[
 
 /// Largest page the api serves: long walks take as few requests as they can.
 const WALK_PAGE: u32 = 500;
-
-/// A spinner on stderr counting what a walk has seen (hidden when stderr
-/// is not a terminal).
-fn counter(what: &'static str) -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {pos} {msg} ({per_sec})") {
-        bar.set_style(style);
-    }
-    bar.set_message(what);
-    bar
-}
 
 /// Calls `each` with every reservation `filter` matches, page by page.
 async fn walk(

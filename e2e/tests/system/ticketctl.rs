@@ -4,7 +4,12 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use testkit::app::{TestApp, binary, env};
+use testkit::{
+    app::{TestApp, binary, env},
+    receiver::{Behaviour, Receiver},
+};
+
+use super::{clients::create_client, webhooks::fast_webhooks};
 
 struct Run {
     ok: bool,
@@ -261,4 +266,72 @@ async fn clients_settings_pauses_and_watch_from_the_command_line() {
         .unwrap();
     assert!(script.status.success());
     assert!(String::from_utf8_lossy(&script.stdout).contains("ticketctl"));
+}
+
+#[tokio::test]
+async fn webhooks_are_registered_watched_and_replayed_from_the_command_line() {
+    let app = TestApp::spawn_with(fast_webhooks(&[("WEBHOOK_MAX_ATTEMPTS", "1")])).await;
+    let receiver = Receiver::start(Behaviour {
+        fail_all: true,
+        ..Behaviour::default()
+    })
+    .await;
+    let (client, key) = create_client(&app, "shop").await;
+    let client_arg = client.to_string();
+    let added = ticketctl(&app, &["webhooks", "add", &client_arg, &receiver.url]).await;
+    assert!(
+        added["secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("whsec_")),
+        "{added}"
+    );
+    let endpoint = added["id"].as_i64().expect("endpoint id").to_string();
+    let listed = ticketctl(&app, &["webhooks", "list", "--client", &client_arg]).await;
+    assert_eq!(listed[0]["url"], receiver.url.as_str(), "{listed}");
+
+    let event = app.create_event(5).await;
+    let reserved = app
+        .http
+        .post(app.url(&format!("/events/{event}/reserve")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("reserve");
+    assert_eq!(reserved.status(), 200);
+    // One attempt, refused: the delivery fails.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        let page = ticketctl(
+            &app,
+            &["webhooks", "deliveries", "--status", "failed", "--all"],
+        )
+        .await;
+        if page["deliveries"].as_array().is_some_and(|d| d.len() == 1) {
+            break page["deliveries"][0].clone();
+        }
+        assert!(Instant::now() < deadline, "no failed delivery: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(failed["last_status"], 500, "{failed}");
+    let message = failed["message_id"].as_str().expect("message id");
+    let shown = ticketctl(&app, &["webhooks", "show", message]).await;
+    assert_eq!(shown["payload"]["type"], "reservation.confirmed", "{shown}");
+
+    receiver.set(Behaviour::default());
+    let replayed = ticketctl(&app, &["webhooks", "replay", "--endpoint", &endpoint]).await;
+    assert_eq!(replayed["replayed"], 1, "{replayed}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while receiver.accepted().len() != 1 {
+        assert!(Instant::now() < deadline, "the replay was never delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let removed = ticketctl_as(
+        &app,
+        &env("ADMIN_TOKEN"),
+        &["webhooks", "remove", &endpoint],
+    )
+    .await;
+    assert!(removed.ok, "{}", removed.stderr);
+    let listed = ticketctl(&app, &["webhooks", "list"]).await;
+    assert!(listed[0]["disabled_at"].is_string(), "{listed}");
 }

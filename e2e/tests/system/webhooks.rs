@@ -28,7 +28,7 @@ use super::clients::create_client;
 
 /// Short retries and polls, so that a test waits for conditions, not for
 /// the production schedule.
-fn fast_webhooks(extra: &[(&'static str, &str)]) -> Options {
+pub(crate) fn fast_webhooks(extra: &[(&'static str, &str)]) -> Options {
     let mut options = Options::default();
     for (name, value) in [
         ("WEBHOOK_RETRY_BASE_MS", "100"),
@@ -74,7 +74,10 @@ async fn admin(
 
 /// A client with an endpoint at `receiver`: (client id, key, endpoint id,
 /// secret).
-async fn client_with_endpoint(app: &TestApp, receiver: &Receiver) -> (i64, String, i64, String) {
+pub(crate) async fn client_with_endpoint(
+    app: &TestApp,
+    receiver: &Receiver,
+) -> (i64, String, i64, String) {
     let (client, key) = create_client(app, "storefront").await;
     let (status, endpoint) = app
         .admin_post(

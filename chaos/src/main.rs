@@ -199,6 +199,9 @@ async fn main() -> anyhow::Result<ExitCode> {
                 Limits {
                     max_latency_ms: max_latency_ms as f64,
                 },
+                // No receiver here: what the deliveries say is checked,
+                // not what reached their endpoints.
+                None,
             )
             .await?;
             if json {

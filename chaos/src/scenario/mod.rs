@@ -126,6 +126,7 @@ pub async fn run(name: &str, options: &ScenarioOptions) -> anyhow::Result<Scenar
         &run.app.database_url,
         Duration::from_secs(90),
         options.limits,
+        None,
     )
     .await?;
     summary.violations.append(&mut run.violations);

@@ -175,6 +175,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                     max_ops,
                     seed: seed(given),
                     request_timeout: Duration::from_secs(30),
+                    keys: Vec::new(),
                 },
                 history,
                 stop,

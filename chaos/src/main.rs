@@ -175,6 +175,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                     max_ops,
                     seed: seed(given),
                     request_timeout: Duration::from_secs(30),
+                    keys: Vec::new(),
                 },
                 history,
                 stop,
@@ -199,6 +200,9 @@ async fn main() -> anyhow::Result<ExitCode> {
                 Limits {
                     max_latency_ms: max_latency_ms as f64,
                 },
+                // No receiver here: what the deliveries say is checked,
+                // not what reached their endpoints.
+                None,
             )
             .await?;
             if json {

@@ -127,6 +127,8 @@ fn consistent() -> (Vec<Record>, DbState, [Uuid; 5]) {
         expires_at: None,
         ticket_type_id: None,
         user_id: None,
+        client_id: 0,
+        created_at: chrono::Utc::now(),
     };
     let mut db = DbState::default();
     db.events.insert(
@@ -314,6 +316,8 @@ fn one_idempotency_key_with_two_ids_is_caught() {
                 expires_at: None,
                 ticket_type_id: None,
                 user_id: None,
+                client_id: 0,
+                created_at: chrono::Utc::now(),
             },
         );
     }

@@ -1,10 +1,21 @@
 //! Reading the database for the checker: one consistent snapshot of the
 //! history's events, their ticket types, quotas, reservations and waiting
-//! lists.
+//! lists, and the webhook outbox.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
-use super::model::{DbState, EventRow, Row, WaitingRow};
+use sea_orm::{
+    AccessMode, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, IsolationLevel,
+    QueryFilter, Statement, TransactionTrait,
+};
+use shared::entities::{
+    event, quota, reservation, ticket_type, waiting_entry, webhook_delivery, webhook_endpoint,
+    webhook_message,
+};
+use testkit::invariants::rules::{QuotaCount, TypeCount};
+use uuid::Uuid;
+
+use super::model::{DbState, Delivery, Endpoint, EventRow, Message, Outbox, Row, WaitingRow};
 
 /// Reads the events of the history (all events when it names none) and
 /// their reservations, from one consistent snapshot: workers may still be
@@ -12,13 +23,6 @@ use super::model::{DbState, EventRow, Row, WaitingRow};
 /// read at different moments would make a correct database look
 /// unbalanced.
 pub async fn load_db(database_url: &str, events: &[i64]) -> anyhow::Result<DbState> {
-    use sea_orm::{
-        AccessMode, ColumnTrait, ConnectionTrait, EntityTrait, IsolationLevel, QueryFilter,
-        TransactionTrait,
-    };
-    use shared::entities::{event, quota, reservation, ticket_type, waiting_entry};
-    use testkit::invariants::rules::{QuotaCount, TypeCount};
-
     let pool = shared::db::connect_url(database_url, 2, Duration::from_secs(10)).await?;
     let db = pool
         .begin_with_config(
@@ -68,6 +72,8 @@ pub async fn load_db(database_url: &str, events: &[i64]) -> anyhow::Result<DbSta
                     expires_at: r.expires_at,
                     ticket_type_id: r.ticket_type_id,
                     user_id: r.user_id,
+                    client_id: r.client_id,
+                    created_at: r.created_at,
                 },
             );
         }
@@ -85,6 +91,7 @@ pub async fn load_db(database_url: &str, events: &[i64]) -> anyhow::Result<DbSta
             );
         }
     }
+    state.outbox = load_outbox(&db).await?;
     let now = db
         .query_one_raw(sea_orm::Statement::from_string(
             db.get_database_backend(),
@@ -97,4 +104,84 @@ pub async fn load_db(database_url: &str, events: &[i64]) -> anyhow::Result<DbSta
     db.commit().await?;
     pool.close().await.ok();
     Ok(state)
+}
+
+/// The webhook tables, in the caller's snapshot. Each message with the
+/// event of its reservation, if one has its id (a message for no
+/// reservation is one invented).
+async fn load_outbox(db: &DatabaseTransaction) -> anyhow::Result<Outbox> {
+    let endpoints = webhook_endpoint::Entity::find()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|e| Endpoint {
+            id: e.id,
+            client_id: e.client_id,
+            created_at: e.created_at,
+            disabled_at: e.disabled_at,
+        })
+        .collect();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT m.id, m.client_id, m.reservation_id, m.event_type, m.payload, \
+             m.created_at, r.event_id FROM webhook_messages m \
+             LEFT JOIN reservations r ON r.id = m.reservation_id",
+        ))
+        .await?;
+    let mut messages = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id: Uuid = row.try_get("", "id")?;
+        let created_at: chrono::NaiveDateTime = row.try_get("", "created_at")?;
+        messages.insert(
+            id,
+            Message {
+                client_id: row.try_get("", "client_id")?,
+                reservation_id: row.try_get("", "reservation_id")?,
+                event_type: row.try_get("", "event_type")?,
+                payload: row.try_get("", "payload")?,
+                created_at: created_at.and_utc(),
+                event_id: row.try_get("", "event_id")?,
+            },
+        );
+    }
+    let deliveries = webhook_delivery::Entity::find()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|d| Delivery {
+            message_id: d.message_id,
+            endpoint_id: d.endpoint_id,
+            status: d.status,
+            attempts: d.attempts,
+            last_error: d.last_error,
+        })
+        .collect();
+    Ok(Outbox {
+        endpoints,
+        messages,
+        deliveries,
+    })
+}
+
+/// The payloads of the messages `ids` that exist now: a receiver's
+/// snapshot is taken after the database's, so it may hold messages
+/// committed in between, which are late rather than invented.
+pub async fn load_payloads(
+    database_url: &str,
+    ids: &[Uuid],
+) -> anyhow::Result<HashMap<Uuid, String>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let pool = shared::db::connect_url(database_url, 1, Duration::from_secs(10)).await?;
+    let found = webhook_message::Entity::find()
+        .filter(webhook_message::Column::Id.is_in(ids.iter().copied()))
+        .all(&pool)
+        .await?
+        .into_iter()
+        .map(|m| (m.id, m.payload))
+        .collect();
+    pool.close().await.ok();
+    Ok(found)
 }

@@ -15,11 +15,15 @@
 //! | `read-range` | every availability the api showed (`tickets`, `remaining_tickets`) is within `[0, capacity]` | [`requests`] |
 //! | `http-5xx` | no 5xx other than 503; every 503 and 429 carries `Retry-After`; a valid reserve is refused only with 409 (a decision), 429 (rate limit) or 503 | [`requests`] |
 //! | `hang` | no request went unanswered or took longer than the bound | [`requests`] |
+//! | `inv-outbox-complete` | every reservation of a client with a webhook endpoint has one outbox message per state it reached: their states are the steps of one path from pending to the row's status (none lost, none invented), each with the row's event, quantity, user and ticket type; an anonymous reservation, or one of a client without an endpoint, has none; no message for a reservation that does not exist | [`outbox`] |
+//! | `inv-outbox-delivered` | every delivery ended `delivered` (none `failed`, none still `pending` at the deadline); each message has a delivery to each endpoint its client had; the receiver accepted exactly the messages delivered to it, validly signed and with the stored body byte for byte | [`delivered`] |
 
 mod database;
+mod delivered;
 mod events;
 mod lost;
 mod model;
+mod outbox;
 mod render;
 mod requests;
 mod reservations;
@@ -32,10 +36,14 @@ use std::{
 
 pub use self::{
     database::load_db,
+    delivered::{Receipt, Received, check_received},
     lost::unresolved,
-    model::{DbState, EventRow, EventSummary, Limits, Row, Summary, Violation, WaitingRow, split},
+    model::{
+        DbState, Delivery, Endpoint, EventRow, EventSummary, Limits, Message, Outbox, Row, Summary,
+        Violation, WaitingRow, WebhookSummary, split,
+    },
 };
-use crate::history::Record;
+use crate::{history::Record, receiver::Receiver};
 
 /// Judges `history` against the final database state `db`.
 pub fn check(history: &[Record], db: &DbState, limits: Limits) -> Summary {
@@ -72,17 +80,21 @@ pub fn check(history: &[Record], db: &DbState, limits: Limits) -> Summary {
     violations.extend(reservations::check(&ops, &events, db, &mut summary));
     violations.extend(lost::check(history, db));
     violations.extend(waiting::check(&events, db));
+    violations.extend(outbox::check(&events, db, &mut summary));
+    violations.extend(delivered::check(db, &mut summary));
     summary.violations = violations;
     summary
 }
 
 /// Waits up to `wait` for the acknowledged commands to reach a final state
-/// (reading the database every half second), then checks.
+/// and for the webhook deliveries to end (reading the database every half
+/// second), then checks; with the run's `receiver`, also what it got.
 pub async fn check_database(
     history: &[Record],
     database_url: &str,
     wait: Duration,
     limits: Limits,
+    receiver: Option<&Receiver>,
 ) -> anyhow::Result<Summary> {
     let events: Vec<i64> = split(history)
         .0
@@ -92,11 +104,33 @@ pub async fn check_database(
     loop {
         let db = load_db(database_url, &events).await;
         match db {
-            Ok(db) if unresolved(history, &db).is_empty() || Instant::now() >= deadline => {
-                return Ok(check(history, &db, limits));
+            Ok(db) if settled(history, &db) || Instant::now() >= deadline => {
+                let mut summary = check(history, &db, limits);
+                if let Some(receiver) = receiver {
+                    // Read after the database: whatever it marked delivered
+                    // the receiver has; what it holds beyond the snapshot
+                    // is looked up again, to tell late from invented.
+                    let received = receiver.snapshot();
+                    let unknown: Vec<uuid::Uuid> = received
+                        .messages
+                        .keys()
+                        .map(|(id, _)| *id)
+                        .filter(|id| !db.outbox.messages.contains_key(id))
+                        .collect();
+                    let late = database::load_payloads(database_url, &unknown).await?;
+                    let found = check_received(&db, &received, &late, &mut summary);
+                    summary.violations.extend(found);
+                }
+                return Ok(summary);
             }
             Err(error) if Instant::now() >= deadline => return Err(error),
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
+}
+
+/// Nothing left to wait for: every acknowledged command decided, and no
+/// webhook delivery still pending.
+fn settled(history: &[Record], db: &DbState) -> bool {
+    unresolved(history, db).is_empty() && db.outbox.pending() == 0
 }

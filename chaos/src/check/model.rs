@@ -8,7 +8,7 @@ use std::{
 };
 
 use serde::Serialize;
-use shared::messages::ReservationStatus;
+use shared::{entities::webhook_delivery::DeliveryStatus, messages::ReservationStatus};
 use testkit::invariants::rules::{QuotaCount, TypeCount};
 use uuid::Uuid;
 
@@ -24,6 +24,55 @@ pub struct DbState {
     pub waiting: HashMap<Uuid, WaitingRow>,
     /// The database's clock when it was read.
     pub read_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The webhook tables, whole (the run's database is its own).
+    pub outbox: Outbox,
+}
+
+/// The webhook endpoints, the outbox and its deliveries.
+#[derive(Debug, Clone, Default)]
+pub struct Outbox {
+    pub endpoints: Vec<Endpoint>,
+    pub messages: HashMap<Uuid, Message>,
+    pub deliveries: Vec<Delivery>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub id: i64,
+    pub client_id: i64,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub disabled_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub client_id: i64,
+    pub reservation_id: Uuid,
+    pub event_type: String,
+    /// The body sent, exactly as stored.
+    pub payload: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The event of its reservation; `None` when no reservation has its id.
+    pub event_id: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message_id: Uuid,
+    pub endpoint_id: i64,
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+impl Outbox {
+    /// Deliveries still `pending`: the dispatchers have work left.
+    pub fn pending(&self) -> usize {
+        self.deliveries
+            .iter()
+            .filter(|d| d.status == DeliveryStatus::Pending)
+            .count()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -44,6 +93,10 @@ pub struct Row {
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     pub ticket_type_id: Option<i64>,
     pub user_id: Option<i64>,
+    /// The client that owns it; 0 is anonymous.
+    pub client_id: i64,
+    /// When a worker first wrote it (first decided it).
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -106,7 +159,31 @@ pub struct Summary {
     /// Slowest request that overlapped a fault window (or the 5 s after it).
     pub max_latency_during_faults_ms: f64,
     pub events: BTreeMap<i64, EventSummary>,
+    pub webhooks: WebhookSummary,
     pub violations: Vec<Violation>,
+}
+
+/// What the outbox held and what the run's receiver got.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct WebhookSummary {
+    pub endpoints: usize,
+    /// Reservations owed webhooks whose messages were judged against
+    /// their row (`inv-outbox-complete`).
+    pub reservations: usize,
+    pub messages: usize,
+    pub deliveries: usize,
+    pub delivered: usize,
+    /// Deliveries that took more than one attempt.
+    pub retried: usize,
+    /// Message ids of the outbox the receiver accepted.
+    pub received: usize,
+    /// Message ids it accepted that were committed after the database
+    /// was read (not counted in `received`).
+    pub late: usize,
+    /// First attempts the receiver answered 500 on purpose.
+    pub refused_on_purpose: usize,
+    /// Message ids the receiver got more than once after accepting them.
+    pub redelivered: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]

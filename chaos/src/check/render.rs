@@ -47,6 +47,25 @@ impl Summary {
                 e.capacity, e.available, e.taken_quantity
             ));
         }
+        let w = &self.webhooks;
+        if w.endpoints > 0 {
+            out.push_str(&format!(
+                "webhooks: {} endpoint(s), {} reservations owed them, {} messages, {} deliveries \
+                 ({} delivered, {} retried), \
+                 {} received (and {} written since the database was read; {} first attempts \
+                 refused on purpose, {} accepted again)\n",
+                w.endpoints,
+                w.reservations,
+                w.messages,
+                w.deliveries,
+                w.delivered,
+                w.retried,
+                w.received,
+                w.late,
+                w.refused_on_purpose,
+                w.redelivered
+            ));
+        }
         out.push_str(&format!("violations {}\n", self.violations.len()));
         for v in self.violations.iter().take(LISTED) {
             out.push_str(&format!("  {v}\n"));

@@ -126,9 +126,24 @@ pub async fn run(name: &str, options: &ScenarioOptions) -> anyhow::Result<Scenar
         &run.app.database_url,
         Duration::from_secs(90),
         options.limits,
+        Some(&run.receiver),
     )
     .await?;
     summary.violations.append(&mut run.violations);
+    let w = summary.webhooks;
+    run.notes.push(format!(
+        "webhooks: {} messages for {} reservations, {} deliveries, {} delivered, {} retried \
+         ({} first attempts refused on purpose), {} received (and {} written after the \
+         check's read)",
+        w.messages,
+        w.reservations,
+        w.deliveries,
+        w.delivered,
+        w.retried,
+        w.refused_on_purpose,
+        w.received,
+        w.late
+    ));
     Ok(ScenarioResult {
         scenario: name.to_owned(),
         short: options.short,

@@ -19,6 +19,7 @@ use super::etcd;
 use crate::{
     check::{Limits, Violation},
     history::{EventMeta, Fault, HistoryWriter, Meta, Record},
+    receiver::Receiver,
     worker_log::WorkerLog,
     workload,
 };
@@ -46,6 +47,11 @@ pub(super) const DECIDE_TIMEOUT_MS: u64 = 1000;
 const API_REPLICAS: usize = 2;
 pub(super) const WORKERS: usize = 3;
 const CAPACITIES: &[i64] = &[60, 300, 3000];
+/// API clients (storefronts) the workload acts for, each with a webhook
+/// endpoint at the run's receiver.
+const CLIENTS: usize = 2;
+/// The receiver answers 500 to the first attempt of every 5th new message.
+const REFUSE_EVERY: usize = 5;
 
 /// An event sold as a storefront would sell it: three ticket types, two
 /// of them sharing a quota smaller than their sum, a per-user limit that
@@ -92,6 +98,43 @@ async fn storefront(app: &TestApp) -> EventMeta {
     }
 }
 
+/// `CLIENTS` API clients, each with a webhook endpoint at `receiver`;
+/// their API keys. The endpoints are written to the database as the
+/// admin route would (that route is not this tool's to test), with a
+/// fresh secret the receiver verifies signatures with.
+async fn webhook_clients(app: &TestApp, receiver: &Receiver) -> anyhow::Result<Vec<String>> {
+    use sea_orm::{ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set};
+    use shared::entities::webhook_endpoint;
+    let mut keys = Vec::new();
+    for n in 1..=CLIENTS {
+        let (status, client) = app
+            .admin_post("/admin/clients", json!({"name": format!("chaos-shop-{n}")}))
+            .await;
+        if status != 201 {
+            bail!("POST /admin/clients answered {status}: {client}");
+        }
+        let (Some(id), Some(key)) = (client["id"].as_i64(), client["api_key"].as_str()) else {
+            bail!("POST /admin/clients: no id or api_key in {client}");
+        };
+        let secret = shared::webhook::new_secret();
+        let endpoint = webhook_endpoint::ActiveModel {
+            id: NotSet,
+            client_id: Set(id),
+            // The receiver's slot is the client's id: one endpoint each.
+            url: Set(receiver.url(id)),
+            description: Set(Some("chaos receiver".into())),
+            secret: Set(secret.clone()),
+            created_at: Set(chrono::Utc::now()),
+            disabled_at: Set(None),
+        }
+        .insert(&app.db)
+        .await?;
+        receiver.serve(id, endpoint.id, secret);
+        keys.push(key.to_owned());
+    }
+    Ok(keys)
+}
+
 /// The environment every process of a scenario's deployment starts with,
 /// before the scenario's own (`Scenario::prepare`).
 pub(super) fn base_env() -> Env {
@@ -99,6 +142,11 @@ pub(super) fn base_env() -> Env {
         ("LOCK_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string()),
         ("DECIDE_TIMEOUT_MS", DECIDE_TIMEOUT_MS.to_string()),
         ("DEFAULT_HOLD_SECONDS", "3".to_owned()),
+        // Webhook retries within the run's settling time, not hours: the
+        // checker waits for every delivery to end.
+        ("WEBHOOK_RETRY_BASE_MS", "200".to_owned()),
+        ("WEBHOOK_RETRY_MAX_MS", "2000".to_owned()),
+        ("WEBHOOK_POLL_MS", "200".to_owned()),
     ])
 }
 
@@ -119,6 +167,10 @@ pub struct Run {
     /// `app.workers`: the member names the partitions are shared among.
     worker_names: Vec<String>,
     pub(super) events: Vec<EventMeta>,
+    /// The API keys of the clients the workload acts for.
+    keys: Vec<String>,
+    /// Where the clients' webhooks go.
+    pub(super) receiver: Receiver,
     pub(super) notes: Vec<String>,
     /// What the scenario found wrong, on top of the checker's findings.
     pub(super) violations: Vec<Violation>,
@@ -143,6 +195,10 @@ impl Run {
             events.push(EventMeta::plain(app.create_event(capacity).await, capacity));
         }
         events.push(storefront(&app).await);
+        // Before any worker starts: every reservation of a client is owed
+        // its webhooks from its first decision.
+        let receiver = Receiver::start(REFUSE_EVERY).await?;
+        let keys = webhook_clients(&app, &receiver).await?;
         let history = HistoryWriter::create(
             &options.dir.join("history.jsonl"),
             Meta {
@@ -161,6 +217,8 @@ impl Run {
             worker_logs: Vec::new(),
             worker_names: Vec::new(),
             events,
+            keys,
+            receiver,
             notes: Vec::new(),
             violations: Vec::new(),
         };
@@ -179,6 +237,7 @@ impl Run {
             max_ops: None,
             seed: self.options.seed,
             request_timeout: Duration::from_secs(30),
+            keys: self.keys.clone(),
         }
     }
 

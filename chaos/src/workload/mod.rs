@@ -3,11 +3,15 @@
 //! of 1–3 s that expire during the faults; of a ticket type and for a user
 //! where the event has them), confirm, cancel, poll, read and waiting-list
 //! (`waiting`) requests against one or more api replicas, every request
-//! and answer recorded in the history.
+//! and answer recorded in the history. Each client acts anonymously or
+//! with one of the run's API keys (whose reservations are owed webhooks),
+//! and acts on a reservation with the key that made it.
 
+mod flood;
 mod waiting;
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -20,6 +24,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub use self::flood::{Flood, flood};
 use crate::history::{EventMeta, HistoryWriter, Op, OpKind, Record};
 
 #[derive(Debug, Clone)]
@@ -32,6 +37,11 @@ pub struct Config {
     pub seed: u64,
     /// Per-request client timeout; a request that hits it is a hang.
     pub request_timeout: Duration,
+    /// API keys of the clients (storefronts) the workload acts for: each
+    /// of its tasks acts for one of them or anonymously, in turn, so that
+    /// reservations of both kinds are made (only a client's are owed
+    /// webhooks).
+    pub keys: Vec<String>,
 }
 
 /// How long an idle connection stays pooled: well under the api's
@@ -46,6 +56,9 @@ struct Known {
     held: Vec<Uuid>,
     /// Waiting-list entries not seen offered yet.
     waiting: Vec<Uuid>,
+    /// The key (index in `Config::keys`) a reservation or entry was made
+    /// with: only its owner may see or change it.
+    owners: HashMap<Uuid, usize>,
 }
 
 struct Shared {
@@ -86,6 +99,8 @@ struct Request {
     attempt: u32,
     asynchronous: bool,
     body: Option<Value>,
+    /// Sent with `Config::keys[key]`; anonymous when `None`.
+    key: Option<usize>,
 }
 
 impl Request {
@@ -101,6 +116,7 @@ impl Request {
             attempt: 1,
             asynchronous: false,
             body: None,
+            key: None,
         }
     }
 }
@@ -150,6 +166,10 @@ impl Shared {
         if let Some(body) = &request.body {
             builder = builder.json(body);
         }
+        if let Some(key) = request.key.and_then(|k| self.config.keys.get(k)) {
+            builder = builder.bearer_auth(key);
+        }
+        let key = request.key;
         let start_ms = self.history.now_ms();
         let (status, retry_after, body, error) = match builder.send().await {
             Ok(response) => {
@@ -197,16 +217,37 @@ impl Shared {
             error,
         };
         self.history.write(&Record::Op(op.clone()));
-        self.learn(&op);
+        self.learn(&op, key);
         op
     }
 
-    fn learn(&self, op: &Op) {
+    /// The key task `client` acts with: tasks take the keys and anonymity
+    /// in turn.
+    fn identity(&self, client: usize) -> Option<usize> {
+        (client % (self.config.keys.len() + 1)).checked_sub(1)
+    }
+
+    /// The key reservation or entry `id` was made with.
+    fn owner(&self, id: Uuid) -> Option<usize> {
+        self.known
+            .lock()
+            .expect("known ids")
+            .owners
+            .get(&id)
+            .copied()
+    }
+
+    fn learn(&self, op: &Op, key: Option<usize>) {
         let Some(id) = op.reservation_id else { return };
         let mut known = self.known.lock().expect("known ids");
         if op.op == OpKind::Reserve && matches!(op.status, 200 | 202 | 409 | 503) && op.attempt == 1
         {
             known.any.push(id);
+        }
+        if op.op == OpKind::Reserve
+            && let Some(key) = key
+        {
+            known.owners.insert(id, key);
         }
         if op.op != OpKind::Cancel {
             match op.reported_status() {
@@ -276,6 +317,7 @@ async fn reserve(shared: &Shared, client: usize, rng: &mut StdRng, n: u64) -> Op
         request.attempt = attempt;
         request.asynchronous = asynchronous;
         request.body = Some(body.clone());
+        request.key = shared.identity(client);
         let op = shared.send(client, rng, request).await;
         // With a key, retry: always after a refusal or no answer (that is
         // what the key is for), and half the time after an answer too, to
@@ -325,6 +367,7 @@ async fn confirm(shared: &Shared, client: usize, rng: &mut StdRng) -> Option<Op>
         format!("/reservations/{id}/confirm"),
     );
     request.reservation_id = Some(id);
+    request.key = shared.owner(id);
     Some(shared.send(client, rng, request).await)
 }
 
@@ -351,6 +394,7 @@ async fn cancel(shared: &Shared, client: usize, rng: &mut StdRng) -> Option<Op> 
         format!("/reservations/{id}"),
     );
     request.reservation_id = Some(id);
+    request.key = shared.owner(id);
     Some(shared.send(client, rng, request).await)
 }
 
@@ -368,6 +412,7 @@ async fn poll(shared: &Shared, client: usize, rng: &mut StdRng) -> Option<Op> {
         format!("/reservations/{id}"),
     );
     request.reservation_id = Some(id);
+    request.key = shared.owner(id);
     Some(shared.send(client, rng, request).await)
 }
 
@@ -380,83 +425,4 @@ async fn read(shared: &Shared, client: usize, rng: &mut StdRng) -> Option<Op> {
     );
     request.event_id = Some(event.id);
     Some(shared.send(client, rng, request).await)
-}
-
-/// What a flood sent and got back.
-#[derive(Debug, Default)]
-pub struct Flood {
-    pub sent: u64,
-    /// Ticks skipped because `in_flight` requests were already outstanding.
-    pub skipped: u64,
-    pub by_status: std::collections::BTreeMap<u16, u64>,
-    /// Until the last answer came back.
-    pub elapsed: Duration,
-}
-
-impl Flood {
-    pub fn decided(&self) -> u64 {
-        [200, 409]
-            .iter()
-            .filter_map(|s| self.by_status.get(s))
-            .sum()
-    }
-}
-
-/// Sync reserves of one ticket, spread over the events and api replicas,
-/// sent at `rate` per second for `duration` whatever the answers (an open
-/// loop: a slow server faces the same offered load), each recorded in the
-/// history like any other request. At most `in_flight` are outstanding;
-/// beyond that a send is skipped and counted, so the generator's own memory
-/// stays bounded and the report says how much load was really offered.
-pub async fn flood(
-    config: Config,
-    history: Arc<HistoryWriter>,
-    rate: u64,
-    duration: Duration,
-    in_flight: usize,
-) -> anyhow::Result<Flood> {
-    let shared = Shared::new(config, history, CancellationToken::new())?;
-    let permits = Arc::new(tokio::sync::Semaphore::new(in_flight));
-    let (answers, mut statuses) = tokio::sync::mpsc::unbounded_channel();
-    let mut report = Flood::default();
-    let started = tokio::time::Instant::now();
-    let mut ticks = tokio::time::interval(Duration::from_millis(5));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut n: u64 = 0;
-    while started.elapsed() < duration {
-        ticks.tick().await;
-        let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
-        while n < due {
-            n += 1;
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                report.skipped += 1;
-                continue;
-            };
-            report.sent += 1;
-            let (shared, answers) = (shared.clone(), answers.clone());
-            tokio::spawn(async move {
-                let mut rng = StdRng::seed_from_u64(shared.config.seed ^ n);
-                let client = shared.config.clients + (n % 64) as usize;
-                if let Some(event) = shared.config.events.choose(&mut rng) {
-                    let mut request = Request::new(
-                        OpKind::Reserve,
-                        reqwest::Method::POST,
-                        format!("/events/{}/reserve", event.id),
-                    );
-                    request.event_id = Some(event.id);
-                    request.quantity = Some(1);
-                    request.body = Some(reserve_body(event, 1, &mut rng));
-                    let op = shared.send(client, &mut rng, request).await;
-                    answers.send(op.status).ok();
-                }
-                drop(permit);
-            });
-        }
-    }
-    drop(answers);
-    while let Some(status) = statuses.recv().await {
-        *report.by_status.entry(status).or_default() += 1;
-    }
-    report.elapsed = started.elapsed();
-    Ok(report)
 }

@@ -37,11 +37,18 @@ pub(super) async fn join(shared: &Shared, client: usize, rng: &mut StdRng) -> Op
     );
     request.event_id = Some(event.id);
     request.body = Some(body);
+    request.key = shared.identity(client);
+    let key = request.key;
     let op = shared.send(client, rng, request).await;
     if op.status == 201
         && let Some(id) = op.body["id"].as_str().and_then(|id| id.parse().ok())
     {
-        shared.known.lock().expect("known ids").waiting.push(id);
+        let mut known = shared.known.lock().expect("known ids");
+        known.waiting.push(id);
+        // Its hold, once offered, has its id and its owner.
+        if let Some(key) = key {
+            known.owners.insert(id, key);
+        }
     }
     Some(op)
 }
@@ -59,6 +66,7 @@ pub(super) async fn look(shared: &Shared, client: usize, rng: &mut StdRng) -> Op
         format!("/waiting-list/{id}"),
     );
     request.reservation_id = Some(id);
+    request.key = shared.owner(id);
     let op = shared.send(client, rng, request).await;
     let mut known = shared.known.lock().expect("known ids");
     match op.body["status"].as_str() {

@@ -10,6 +10,10 @@
 //! refuses a second message for one change. Deliveries are claimed, sent
 //! and retried by the workers' dispatchers.
 //!
+//! Messages older than `WEBHOOK_RETENTION_DAYS` whose deliveries are
+//! settled are deleted by the dispatchers, oldest first
+//! (`webhook_messages_created`).
+//!
 //! The endpoint's signing secret is stored as it is, not hashed: the
 //! dispatcher needs it to sign (Standard Webhooks, HMAC-SHA256).
 
@@ -35,7 +39,8 @@ const UP: [&str; 3] = [
         payload TEXT NOT NULL,
         created_at DATETIME(6) NOT NULL,
         KEY webhook_messages_reservation (reservation_id),
-        KEY webhook_messages_client (client_id, created_at)
+        KEY webhook_messages_client (client_id, created_at),
+        KEY webhook_messages_created (created_at)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
     "CREATE TABLE webhook_deliveries (
         message_id BINARY(16) NOT NULL,

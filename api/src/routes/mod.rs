@@ -52,8 +52,9 @@ use crate::{extract::REQUEST_ID, middleware::limit_reserve, problem::ApiError, s
         users::create,
         clients::create, clients::list, clients::revoke,
         admin_reservations::list_reservations,
-        webhooks::create, webhooks::list, webhooks::remove,
-        webhook_deliveries::list, webhook_deliveries::message, webhook_deliveries::replay,
+        webhooks::create_endpoint, webhooks::list_endpoints, webhooks::remove_endpoint,
+        webhook_deliveries::list_deliveries, webhook_deliveries::show_message,
+        webhook_deliveries::replay_deliveries,
         settings::list_settings, settings::get_setting, settings::put_setting, settings::delete_setting,
         health::healthz, health::readyz,
     ),
@@ -166,20 +167,26 @@ pub fn router(state: AppState) -> Router {
             "/admin/clients/{id}",
             axum::routing::delete(clients::revoke),
         )
-        .route("/admin/clients/{id}/webhooks", post(webhooks::create))
-        .route("/admin/webhooks", get(webhooks::list))
+        .route(
+            "/admin/clients/{id}/webhooks",
+            post(webhooks::create_endpoint),
+        )
+        .route("/admin/webhooks", get(webhooks::list_endpoints))
         .route(
             "/admin/webhooks/{id}",
-            axum::routing::delete(webhooks::remove),
+            axum::routing::delete(webhooks::remove_endpoint),
         )
-        .route("/admin/webhook-deliveries", get(webhook_deliveries::list))
+        .route(
+            "/admin/webhook-deliveries",
+            get(webhook_deliveries::list_deliveries),
+        )
         .route(
             "/admin/webhook-deliveries/replay",
-            post(webhook_deliveries::replay),
+            post(webhook_deliveries::replay_deliveries),
         )
         .route(
             "/admin/webhook-messages/{id}",
-            get(webhook_deliveries::message),
+            get(webhook_deliveries::show_message),
         )
         .route(
             "/admin/reservations",

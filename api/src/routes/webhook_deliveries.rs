@@ -66,6 +66,7 @@ pub struct Filter {
     pub status: Option<DeliveryStatus>,
     pub reservation_id: Option<Uuid>,
     /// The cursor: the previous page's `next_after`.
+    #[param(pattern = r"^[0-9]{1,16}\.[0-9a-f]{32}\.[0-9]{1,18}$")]
     pub after: Option<String>,
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
@@ -99,6 +100,8 @@ impl Cursor {
         }
     }
 
+    /// Reads what [`Cursor`]'s `Display` wrote; anything else the
+    /// document's pattern for `after` allows reads too.
     fn parse(raw: &str) -> Option<Self> {
         let mut parts = raw.split('.');
         let cursor = Self {
@@ -138,7 +141,7 @@ impl std::fmt::Display for Cursor {
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(
+pub async fn list_deliveries(
     State(state): State<AppState>,
     _admin: Admin,
     QueryParams(filter): QueryParams<Filter>,
@@ -274,7 +277,7 @@ pub struct Message {
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn message(
+pub async fn show_message(
     State(state): State<AppState>,
     _admin: Admin,
     PathId(id): PathId<Uuid>,
@@ -321,10 +324,10 @@ pub struct Replayed {
     pub replayed: u64,
 }
 
-/// Sends deliveries again: those of an endpoint and/or a message, in the
-/// state asked (`failed` by default), go back to `pending` with their
-/// attempts reset, due now. Deliveries to a removed endpoint are not
-/// replayed.
+/// Sends deliveries again: those of an endpoint and/or a message (of
+/// every endpoint and message when neither is named), in the state asked
+/// (`failed` by default), go back to `pending` with their attempts reset,
+/// due now. Deliveries to a removed endpoint are not replayed.
 #[utoipa::path(post, path = "/admin/webhook-deliveries/replay", tag = "admin",
     request_body = Replay,
     security(("admin_token" = [])),
@@ -334,19 +337,14 @@ pub struct Replayed {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Neither an endpoint nor a message named", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn replay(
+pub async fn replay_deliveries(
     State(state): State<AppState>,
     _admin: Admin,
     JsonBody(replay): JsonBody<Replay>,
 ) -> Result<Json<Replayed>, ApiError> {
-    if replay.endpoint_id.is_none() && replay.message_id.is_none() {
-        return Err(ApiError::Unprocessable(
-            "name an endpoint_id, a message_id or both".into(),
-        ));
-    }
     let mut sql = "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, \
         next_attempt_at = UTC_TIMESTAMP(6), last_error = NULL \
         WHERE status = ? AND endpoint_id IN \

@@ -103,7 +103,7 @@ pub struct CreatedEndpoint {
         (status = 422, description = "A URL that is not absolute http(s), or a revoked client", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn create(
+pub async fn create_endpoint(
     State(state): State<AppState>,
     _admin: Admin,
     PathId(client_id): PathId<i64>,
@@ -207,7 +207,7 @@ pub struct EndpointFilter {
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(
+pub async fn list_endpoints(
     State(state): State<AppState>,
     _admin: Admin,
     QueryParams(filter): QueryParams<EndpointFilter>,
@@ -237,7 +237,7 @@ pub async fn list(
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn remove(
+pub async fn remove_endpoint(
     State(state): State<AppState>,
     _admin: Admin,
     PathId(id): PathId<i64>,

@@ -8,7 +8,7 @@ use testkit::app::{Options, TestApp};
 
 /// The sum of the samples of `name` whose labels include `labels` (0 when
 /// there is none).
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| {
@@ -25,7 +25,7 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-async fn scrape(app: &TestApp, base: &str) -> String {
+pub(crate) async fn scrape(app: &TestApp, base: &str) -> String {
     let response = app
         .http
         .get(format!("{base}/metrics"))

@@ -24,7 +24,10 @@ use testkit::{
 };
 use uuid::Uuid;
 
-use super::clients::create_client;
+use super::{
+    clients::create_client,
+    metrics::{sample, scrape},
+};
 
 /// Short retries and polls, so that a test waits for conditions, not for
 /// the production schedule.
@@ -361,6 +364,19 @@ async fn a_receiver_that_fails_its_first_attempts_gets_every_message_once_it_ans
     }
     let received = receiver.received();
     assert_eq!(received.iter().filter(|r| r.answered == 500).count(), 10);
+    // The workers' counters say the same.
+    let mut attempts = [0.0; 3];
+    for worker in &app.worker_ports {
+        let text = scrape(&app, worker).await;
+        for (count, result) in attempts.iter_mut().zip(["delivered", "retrying", "failed"]) {
+            *count += sample(
+                &text,
+                "tickets_webhook_attempts_total",
+                &[("result", result)],
+            );
+        }
+    }
+    assert_eq!(attempts, [5.0, 10.0, 0.0]);
     check_against_database(&app, &receiver, client, &secret).await;
 }
 
@@ -559,12 +575,71 @@ async fn endpoints_are_validated_and_their_secrets_shown_once() {
     )
     .await;
     assert_eq!(status, 400);
-    let (status, _) = admin(
+    let (status, replayed) = admin(
         &app,
         reqwest::Method::POST,
         "/admin/webhook-deliveries/replay",
-        Some(json!({})),
+        Some(json!({"status": "delivered"})),
     )
     .await;
-    assert_eq!(status, 422);
+    assert_eq!((status, replayed["replayed"].as_u64()), (200, Some(0)));
+}
+
+#[tokio::test]
+async fn messages_past_the_retention_are_deleted_unless_still_pending() {
+    let mut app = TestApp::spawn_with(Options {
+        workers: 1,
+        ..fast_webhooks(&[])
+    })
+    .await;
+    let receiver = Receiver::start(Behaviour::default()).await;
+    let (_, key, _, _) = client_with_endpoint(&app, &receiver).await;
+    let event = app.create_event(5).await;
+    let (_, kept) = reserve(&app, Some(&key), event, json!({})).await;
+    let (_, swept) = reserve(&app, Some(&key), event, json!({})).await;
+    settled(&app, Duration::from_secs(30)).await;
+    // Both 31 days old; `kept`'s delivery due again tomorrow.
+    let backdate = [
+        "UPDATE webhook_messages SET created_at = created_at - INTERVAL 31 DAY".to_owned(),
+        format!(
+            "UPDATE webhook_deliveries SET status = 'pending', \
+             next_attempt_at = UTC_TIMESTAMP(6) + INTERVAL 1 DAY \
+             WHERE message_id = UNHEX('{}')",
+            webhook::message_id(id_of(&kept), ReservationStatus::Confirmed).simple()
+        ),
+    ];
+    for sql in backdate {
+        use sea_orm::ConnectionTrait;
+        app.db.execute_unprepared(&sql).await.expect("backdate");
+    }
+    // A worker sweeps when it starts.
+    app.add_worker();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left: Vec<Uuid> = webhook_message::Entity::find()
+            .all(&app.db)
+            .await
+            .expect("messages")
+            .into_iter()
+            .map(|m| m.reservation_id)
+            .collect();
+        if left == [id_of(&kept)] {
+            break;
+        }
+        assert!(
+            left.contains(&id_of(&kept)),
+            "a pending message was deleted"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "not swept: {left:?} ({})",
+            id_of(&swept)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deliveries = webhook_delivery::Entity::find()
+        .all(&app.db)
+        .await
+        .expect("deliveries");
+    assert_eq!(deliveries.len(), 1);
 }

@@ -163,3 +163,51 @@ pub async fn record(
 fn truncated(error: &str) -> String {
     error.chars().take(500).collect()
 }
+
+/// Deletes up to `limit` of the oldest messages created more than `days`
+/// days ago, with their deliveries, unless one of those is still pending;
+/// returns how many messages went. Any number of workers may sweep at
+/// once: each statement only deletes what is still there.
+pub async fn sweep(db: &DatabaseConnection, days: u32, limit: u64) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
+    let old = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT id FROM webhook_messages \
+             WHERE created_at < DATE_SUB(UTC_TIMESTAMP(6), INTERVAL ? DAY) \
+             ORDER BY created_at LIMIT ?",
+            [days.into(), limit.into()],
+        ))
+        .await?;
+    let ids: Vec<Vec<u8>> = old
+        .iter()
+        .map(|row| {
+            row.try_get::<Uuid>("", "id")
+                .map(|id| id.as_bytes().to_vec())
+        })
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let marks = vec!["?"; ids.len()].join(", ");
+    let values: Vec<sea_orm::Value> = ids.into_iter().map(Into::into).collect();
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!(
+            "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND message_id IN ({marks})"
+        ),
+        values.clone(),
+    ))
+    .await?;
+    let deleted = db
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "DELETE FROM webhook_messages WHERE id IN ({marks}) AND NOT EXISTS \
+                 (SELECT 1 FROM webhook_deliveries d WHERE d.message_id = webhook_messages.id)"
+            ),
+            values,
+        ))
+        .await?;
+    Ok(deleted.rows_affected())
+}

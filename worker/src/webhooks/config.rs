@@ -34,6 +34,12 @@ pub struct WebhookArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub webhook_retry_max_ms: u64,
 
+    /// Messages older than this many days are deleted with their
+    /// deliveries, unless one is still pending (0: keep them all).
+    #[arg(long, env = "WEBHOOK_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(0..=3650))]
+    pub webhook_retention_days: u32,
+
     /// How often the outbox is read for deliveries due (retries, and those
     /// whose worker stopped before sending them).
     #[arg(long, env = "WEBHOOK_POLL_MS", default_value_t = 1_000,

@@ -26,6 +26,11 @@ use self::claims::{Attempt, Claimed};
 pub use self::config::WebhookArgs;
 use crate::metrics;
 
+/// How often old messages are swept (and once at start).
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+/// Messages deleted per statement of a sweep: short transactions.
+const SWEEP_BATCH: u64 = 500;
+
 /// Extra time a claim lasts beyond the attempt's own timeout: the
 /// dispatcher records the attempt within it.
 const CLAIM_MARGIN: Duration = Duration::from_secs(5);
@@ -62,7 +67,12 @@ impl Dispatcher {
     /// given up (its claim runs out and it is sent again).
     pub async fn run(self, shutdown: CancellationToken) {
         let hold = self.args.timeout() + CLAIM_MARGIN;
+        let mut next_sweep = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
+            if tokio::time::Instant::now() >= next_sweep {
+                self.sweep().await;
+                next_sweep = tokio::time::Instant::now() + SWEEP_EVERY;
+            }
             let claimed = match claims::claim(&self.db, self.args.concurrency(), hold).await {
                 Ok(claimed) => claimed,
                 Err(error) => {
@@ -87,6 +97,29 @@ impl Dispatcher {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.args.poll()) => {}
             }
+        }
+    }
+
+    /// Deletes the messages past `WEBHOOK_RETENTION_DAYS`, a batch at a
+    /// time.
+    async fn sweep(&self) {
+        let days = self.args.webhook_retention_days;
+        if days == 0 {
+            return;
+        }
+        let mut swept = 0;
+        loop {
+            match claims::sweep(&self.db, days, SWEEP_BATCH).await {
+                Ok(0) => break,
+                Ok(n) => swept += n,
+                Err(error) => {
+                    tracing::warn!(%error, "could not sweep old webhook messages");
+                    break;
+                }
+            }
+        }
+        if swept > 0 {
+            tracing::info!(swept, days, "old webhook messages deleted");
         }
     }
 

@@ -78,6 +78,9 @@ struct Unconfirmed {
 
 pub struct Broker {
     channel: RwLock<Option<Channel>>,
+    /// A channel for reading queue depths only: a passive declare that
+    /// fails closes its channel, which must never be the publisher's.
+    monitor: RwLock<Option<Channel>>,
     resend: Mutex<VecDeque<Unconfirmed>>,
     pub waiters: Arc<Waiters>,
     view: Arc<AvailabilityView>,
@@ -99,6 +102,7 @@ impl Broker {
         let replica = Uuid::new_v4();
         Arc::new(Self {
             channel: RwLock::new(None),
+            monitor: RwLock::new(None),
             resend: Mutex::default(),
             waiters,
             view,
@@ -127,6 +131,38 @@ impl Broker {
             .channel
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = channel;
+    }
+
+    fn set_monitor(&self, channel: Option<Channel>) {
+        *self
+            .monitor
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = channel;
+    }
+
+    /// The partition that carries `event_id`'s commands, and how many
+    /// commands wait in it (the other events hashed to it included); `None`
+    /// while the broker cannot say within the publish timeout.
+    pub async fn queued(&self, event_id: i64) -> Option<(u16, u32)> {
+        let channel = self
+            .monitor
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()?;
+        let partition = self.topology.partition_of(event_id);
+        let declare = channel.queue_declare(
+            self.topology.partition_queue(partition).as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        );
+        let queue = tokio::time::timeout(self.publish_timeout, declare)
+            .await
+            .ok()?
+            .ok()?;
+        Some((partition, queue.message_count()))
     }
 
     /// Publishes a persistent command and waits for the broker's confirm, so
@@ -241,6 +277,7 @@ impl Broker {
                 result = self.session(&amqp_url) => result,
             };
             self.set_channel(None);
+            self.set_monitor(None);
             result
         })
         .await;
@@ -291,6 +328,7 @@ impl Broker {
             true => Some(self.consume_availability(&replies).await?),
             false => None,
         };
+        self.set_monitor(Some(connection.create_channel().await?));
         self.set_channel(Some(publisher));
         tracing::info!(reply_queue = %self.reply_queue, "connected to the broker");
         // Resending runs beside the replies, never in their way: a pass can

@@ -1,9 +1,10 @@
 //! `ticketctl watch <event>`: a live view of one sale, redrawn in place
 //! every interval: tickets left out of the capacity (a gauge), the rate
-//! they go at, and whether the sale is paused or closed. It polls
-//! `GET /events/{id}` conditionally (`If-None-Match`), so an idle sale
-//! costs the api a `304` a tick. The api does not expose the command
-//! queue's depth, so the view does not show it.
+//! they go at, the commands waiting in the event's queue, and whether the
+//! sale is paused or closed. It polls `GET /events/{id}` conditionally
+//! (`If-None-Match`), so an idle sale costs the api a `304` a tick, and
+//! `GET /admin/events/{id}/queue` (the partition carries other events'
+//! commands too).
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ pub struct Args {
 }
 
 /// One look at the sale.
-fn snapshot(event: &Value, paused: bool, rate: Option<f64>) -> Value {
+fn snapshot(event: &Value, paused: bool, rate: Option<f64>, queued: Option<u64>) -> Value {
     let capacity = event["capacity"].as_i64().unwrap_or(0);
     let remaining = event["remaining_tickets"].as_i64().unwrap_or(0);
     let closes = event["sale_closes_at"].as_str();
@@ -40,6 +41,7 @@ fn snapshot(event: &Value, paused: bool, rate: Option<f64>) -> Value {
         "remaining_tickets": remaining,
         "taken": capacity - remaining,
         "tickets_per_sec": rate,
+        "queued": queued,
         "paused": paused,
         "sale_closes_at": closes,
     })
@@ -51,6 +53,16 @@ async fn paused(api: &Api, event: i64) -> anyhow::Result<bool> {
         .await?;
     let global = api.get("/admin/settings/sales_paused").await?;
     Ok(setting["effective"] == "true" || global["effective"] == "true")
+}
+
+/// Commands waiting in the event's partition; `None` while the broker
+/// cannot say (the view goes on without it).
+async fn queued(api: &Api, event: i64) -> Option<u64> {
+    let queue = api
+        .get(&format!("/admin/events/{event}/queue"))
+        .await
+        .ok()?;
+    queue["queued"].as_u64()
 }
 
 pub async fn run(api: &Api, out: Format, args: Args) -> anyhow::Result<()> {
@@ -75,7 +87,12 @@ pub async fn run(api: &Api, out: Format, args: Args) -> anyhow::Result<()> {
         let rate = last
             .map(|(at, before)| (before - remaining) as f64 / now.duration_since(at).as_secs_f64());
         last = Some((now, remaining));
-        let view = snapshot(&event, paused(api, args.event).await?, rate);
+        let view = snapshot(
+            &event,
+            paused(api, args.event).await?,
+            rate,
+            queued(api, args.event).await,
+        );
         match out {
             Format::Json => println!("{view}"),
             Format::Text if args.once => println!(
@@ -95,8 +112,11 @@ pub async fn run(api: &Api, out: Format, args: Args) -> anyhow::Result<()> {
                     args.event
                 ));
                 let rate = rate.map_or("-".to_owned(), |r| format!("{r:.1}"));
+                let queued = view["queued"]
+                    .as_u64()
+                    .map_or("-".to_owned(), |q| q.to_string());
                 gauge.set_message(format!(
-                    "{} left, {rate} tickets/s, {}",
+                    "{} left, {rate} tickets/s, {queued} queued, {}",
                     view["remaining_tickets"],
                     state(&view)
                 ));

@@ -8,6 +8,7 @@ pub mod health;
 mod links;
 pub mod live;
 pub mod problems;
+pub mod queue;
 pub mod reservations;
 pub mod reserve;
 pub mod settings;
@@ -51,7 +52,7 @@ use crate::{extract::REQUEST_ID, middleware::limit_reserve, problem::ApiError, s
         live::page, live::stream,
         users::create,
         clients::create, clients::list, clients::revoke,
-        admin_reservations::list_reservations,
+        admin_reservations::list_reservations, queue::queue,
         webhooks::create_endpoint, webhooks::list_endpoints, webhooks::remove_endpoint,
         webhook_deliveries::list_deliveries, webhook_deliveries::show_message,
         webhook_deliveries::replay_deliveries,
@@ -167,6 +168,7 @@ pub fn router(state: AppState) -> Router {
             "/admin/clients/{id}",
             axum::routing::delete(clients::revoke),
         )
+        .route("/admin/events/{id}/queue", get(queue::queue))
         .route(
             "/admin/clients/{id}/webhooks",
             post(webhooks::create_endpoint),

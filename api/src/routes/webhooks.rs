@@ -100,7 +100,8 @@ pub struct CreatedEndpoint {
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such client", body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A URL that is not absolute http(s), or a revoked client", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The client is revoked", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A URL that is not absolute http(s)", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_endpoint(
@@ -127,8 +128,8 @@ pub async fn create_endpoint(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("client {client_id} does not exist")))?;
     if owner.revoked_at.is_some() {
-        return Err(ApiError::Unprocessable(format!(
-            "client {client_id} is revoked"
+        return Err(ApiError::Conflict(format!(
+            "client {client_id} is revoked: its reservations change no more"
         )));
     }
     let secret = webhook::new_secret();

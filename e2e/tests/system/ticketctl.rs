@@ -335,3 +335,44 @@ async fn webhooks_are_registered_watched_and_replayed_from_the_command_line() {
     let listed = ticketctl(&app, &["webhooks", "list"]).await;
     assert!(listed[0]["disabled_at"].is_string(), "{listed}");
 }
+
+#[tokio::test]
+async fn the_watch_view_counts_the_commands_waiting_in_the_events_queue() {
+    let mut app = TestApp::spawn_with(testkit::app::Options {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let event = app.create_event(10).await;
+    let id = event.to_string();
+    // No worker yet: accepted commands wait in the event's partition.
+    for _ in 0..3 {
+        let response = app
+            .http
+            .post(app.url(&format!("/events/{event}/reserve?wait=false")))
+            .send()
+            .await
+            .expect("reserve");
+        assert_eq!(response.status(), 202);
+    }
+    let queued = |view: &Value| view["queued"].as_u64();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let view = ticketctl(&app, &["watch", &id, "--once"]).await;
+        if queued(&view) == Some(3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.add_worker();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = ticketctl(&app, &["watch", &id, "--once"]).await;
+        if queued(&view) == Some(0) && view["remaining_tickets"] == 7 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

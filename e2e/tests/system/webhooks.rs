@@ -565,6 +565,21 @@ async fn endpoints_are_validated_and_their_secrets_shown_once() {
     assert_eq!(status, 200);
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
     assert!(listed[0].get("secret").is_none(), "{listed}");
+    let (status, _) = admin(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/admin/clients/{client}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, problem) = app
+        .admin_post(
+            &format!("/admin/clients/{client}/webhooks"),
+            json!({"url": "https://shop.example/y"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{problem}");
     let (status, _) = send(&app, reqwest::Method::GET, "/admin/webhooks", None, None).await;
     assert_eq!(status, 401);
     let (status, _) = admin(

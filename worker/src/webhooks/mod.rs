@@ -30,6 +30,9 @@ use crate::metrics;
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// Messages deleted per statement of a sweep: short transactions.
 const SWEEP_BATCH: u64 = 500;
+/// Statements per sweep: a large backlog is worked off over several
+/// sweeps, never holding up deliveries for long.
+const SWEEP_ROUNDS: usize = 20;
 
 /// Extra time a claim lasts beyond the attempt's own timeout: the
 /// dispatcher records the attempt within it.
@@ -108,7 +111,7 @@ impl Dispatcher {
             return;
         }
         let mut swept = 0;
-        loop {
+        for _ in 0..SWEEP_ROUNDS {
             match claims::sweep(&self.db, days, SWEEP_BATCH).await {
                 Ok(0) => break,
                 Ok(n) => swept += n,

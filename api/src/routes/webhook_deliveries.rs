@@ -30,7 +30,9 @@ const DEFAULT_LIMIT: u64 = 50;
 const MAX_LIMIT: u64 = 500;
 
 const SELECT: &str = "SELECT d.message_id, d.endpoint_id, m.client_id, m.reservation_id, \
-    m.event_type, d.status, d.attempts, d.next_attempt_at, d.last_attempt_at, d.last_status, \
+    m.event_type, d.status, d.attempts, \
+    CASE WHEN d.status = 'pending' THEN d.next_attempt_at END AS next_attempt_at, \
+    d.last_attempt_at, d.last_status, \
     d.last_error, d.delivered_at, m.created_at \
     FROM webhook_deliveries d JOIN webhook_messages m ON m.id = d.message_id";
 
@@ -46,8 +48,8 @@ pub struct Delivery {
     pub status: DeliveryStatus,
     /// Attempts made so far.
     pub attempts: i32,
-    /// When the next attempt is due (while `pending`).
-    pub next_attempt_at: DateTime<Utc>,
+    /// While `pending`: when the next attempt is due.
+    pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_attempt_at: Option<DateTime<Utc>>,
     /// The HTTP status the endpoint last answered, if it answered.
     pub last_status: Option<i32>,

@@ -465,6 +465,7 @@ async fn a_failed_delivery_is_listed_and_replayed_and_a_removed_endpoint_gets_no
     assert_eq!(listed["event_type"], "reservation.confirmed");
     assert_eq!(listed["attempts"], 2);
     assert_eq!(listed["last_status"], 500);
+    assert!(listed["next_attempt_at"].is_null(), "{listed}");
     assert_eq!(listed["client_id"], client);
     let message = listed["message_id"]
         .as_str()

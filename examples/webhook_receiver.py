@@ -107,10 +107,15 @@ class Receiver(BaseHTTPRequestHandler):
             stale = step <= self.steps.get(reservation, -1)
             if not stale:
                 self.steps[reservation] = step
+            if not duplicate:
+                # One write per line, under the lock: print() writes the
+                # text and the newline apart, so two handler threads could
+                # put two events on one line.
+                line = json.dumps({"webhook_id": msg_id, "stale": stale, **event})
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
         # 2xx at once, duplicates included: anything else is sent again.
         self.answer(204)
-        if not duplicate:
-            print(json.dumps({"webhook_id": msg_id, "stale": stale, **event}), flush=True)
 
     def answer(self, status):
         self.send_response(status)

@@ -66,12 +66,21 @@ impl Dispatcher {
         })
     }
 
-    /// Dispatches until `shutdown`; an attempt under way when it comes is
-    /// given up (its claim runs out and it is sent again).
+    /// Dispatches until `shutdown`; whatever is under way when it comes (a
+    /// claim, a sweep, an attempt) is given up: a MySQL that stops
+    /// answering must not hold up the worker's exit, and a claimed
+    /// delivery is sent again when its claim runs out.
     pub async fn run(self, shutdown: CancellationToken) {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            () = self.dispatch() => {}
+        }
+    }
+
+    async fn dispatch(&self) {
         let hold = self.args.timeout() + CLAIM_MARGIN;
         let mut next_sweep = tokio::time::Instant::now();
-        while !shutdown.is_cancelled() {
+        loop {
             if tokio::time::Instant::now() >= next_sweep {
                 self.sweep().await;
                 next_sweep = tokio::time::Instant::now() + SWEEP_EVERY;
@@ -84,19 +93,15 @@ impl Dispatcher {
                 }
             };
             let full = claimed.len() == self.args.concurrency();
-            let sending = stream::iter(claimed)
+            stream::iter(claimed)
                 .map(|claimed| self.attempt(claimed))
                 .buffer_unordered(self.args.concurrency())
-                .collect::<Vec<()>>();
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = sending => {}
-            }
+                .collect::<Vec<()>>()
+                .await;
             if full {
                 continue;
             }
             tokio::select! {
-                _ = shutdown.cancelled() => return,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.args.poll()) => {}
             }

@@ -2,7 +2,9 @@
 //! or a list of it), or aligned text for people.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use crate::api::Api;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -38,6 +40,46 @@ pub fn counter(what: &'static str) -> ProgressBar {
     }
     bar.set_message(what);
     bar
+}
+
+/// Prints the keyset page at `first` (`{key: [...], "next_after": …}`),
+/// or with `all` every page from it on, following the api's
+/// `Link: rel="next"`: as JSON, the rows under `key` and the last
+/// `next_after`; as text, a table and how to go on.
+pub async fn walk_pages(
+    api: &Api,
+    out: Format,
+    first: String,
+    key: &'static str,
+    all: bool,
+    columns: &[Column],
+) -> anyhow::Result<()> {
+    let (mut rows, mut next_after) = (Vec::new(), None);
+    let mut next = Some(first);
+    let bar = if all {
+        counter(key)
+    } else {
+        ProgressBar::hidden()
+    };
+    while let Some(path) = next {
+        let (page, following) = api.page(&path).await?;
+        let found = page[key].as_array().cloned().unwrap_or_default();
+        bar.inc(found.len() as u64);
+        rows.extend(found);
+        next_after = page["next_after"].as_str().map(str::to_owned);
+        next = following.filter(|_| all);
+    }
+    bar.finish_and_clear();
+    let page = json!({key: rows, "next_after": next_after});
+    emit(out, &page, |page| {
+        let rows = page[key].as_array().map(Vec::as_slice).unwrap_or_default();
+        let mut text = table(rows, columns);
+        if let Some(next) = &next_after {
+            text.push_str(&format!("\n(more: --after {next}, or --all)"));
+        }
+        text
+    });
+    Ok(())
 }
 
 /// A field as text: strings bare, `null` as `-`, anything else as JSON.

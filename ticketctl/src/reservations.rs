@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::{
     api::Api,
-    output::{Column, Format, counter, emit, fields, table},
+    output::{Column, Format, counter, emit, fields, walk_pages},
 };
 
 #[derive(Args, Debug, Clone, Default)]
@@ -140,34 +140,8 @@ pub async fn run(api: &Api, out: Format, command: Command) -> anyhow::Result<()>
             after,
             all,
         } => {
-            let (mut rows, mut next_after) = (Vec::new(), None);
-            let mut next = Some(filter.path(limit, after.as_deref()));
-            let bar = if all {
-                counter("reservations")
-            } else {
-                ProgressBar::hidden()
-            };
-            while let Some(path) = next {
-                let (page, following) = api.page(&path).await?;
-                let found = page["reservations"].as_array().cloned().unwrap_or_default();
-                bar.inc(found.len() as u64);
-                rows.extend(found);
-                next_after = page["next_after"].as_str().map(str::to_owned);
-                next = following.filter(|_| all);
-            }
-            bar.finish_and_clear();
-            let page = json!({"reservations": rows, "next_after": next_after});
-            emit(out, &page, |page| {
-                let rows = page["reservations"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                let mut text = table(rows, COLUMNS);
-                if let Some(next) = &next_after {
-                    text.push_str(&format!("\n(more: --after {next}, or --all)"));
-                }
-                text
-            });
+            let first = filter.path(limit, after.as_deref());
+            walk_pages(api, out, first, "reservations", all, COLUMNS).await?;
         }
         Command::Show { id } => emit(out, &api.get(&format!("/reservations/{id}")).await?, fields),
         Command::Cancel { id } => {

@@ -6,13 +6,12 @@
 //! `/admin/webhook-messages`.
 
 use clap::{Args, Subcommand, ValueEnum};
-use indicatif::ProgressBar;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use crate::{
     api::Api,
-    output::{Column, Format, counter, emit, fields, table},
+    output::{Column, Format, emit, fields, table, walk_pages},
 };
 
 #[derive(Subcommand, Debug)]
@@ -230,7 +229,10 @@ pub async fn run(api: &Api, out: Format, command: Command) -> anyhow::Result<()>
             limit,
             after,
             all,
-        } => deliveries(api, out, &filter, limit, after.as_deref(), all).await?,
+        } => {
+            let first = filter.path(limit, after.as_deref());
+            walk_pages(api, out, first, "deliveries", all, DELIVERIES).await?
+        }
         Command::Show { message_id } => {
             let message = api
                 .get(&format!("/admin/webhook-messages/{message_id}"))
@@ -253,47 +255,6 @@ pub async fn run(api: &Api, out: Format, command: Command) -> anyhow::Result<()>
             });
         }
     }
-    Ok(())
-}
-
-/// One page of deliveries, or with `all` every page from it on, followed
-/// by the api's `Link: rel="next"` as `reservations list` does.
-async fn deliveries(
-    api: &Api,
-    out: Format,
-    filter: &DeliveryFilter,
-    limit: u32,
-    after: Option<&str>,
-    all: bool,
-) -> anyhow::Result<()> {
-    let (mut rows, mut next_after) = (Vec::new(), None);
-    let mut next = Some(filter.path(limit, after));
-    let bar = if all {
-        counter("deliveries")
-    } else {
-        ProgressBar::hidden()
-    };
-    while let Some(path) = next {
-        let (page, following) = api.page(&path).await?;
-        let found = page["deliveries"].as_array().cloned().unwrap_or_default();
-        bar.inc(found.len() as u64);
-        rows.extend(found);
-        next_after = page["next_after"].as_str().map(str::to_owned);
-        next = following.filter(|_| all);
-    }
-    bar.finish_and_clear();
-    let page = json!({"deliveries": rows, "next_after": next_after});
-    emit(out, &page, |page| {
-        let rows = page["deliveries"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let mut text = table(rows, DELIVERIES);
-        if let Some(next) = &next_after {
-            text.push_str(&format!("\n(more: --after {next}, or --all)"));
-        }
-        text
-    });
     Ok(())
 }
 

@@ -12,7 +12,6 @@
 use axum::{
     Json,
     extract::State,
-    http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -116,11 +115,7 @@ pub async fn list_reservations(
     _admin: Admin,
     QueryParams(filter): QueryParams<Filter>,
 ) -> Result<Response, ApiError> {
-    let limit = filter
-        .limit
-        .map_or(Some(DEFAULT_LIMIT), |raw| u64::try_from(raw).ok())
-        .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-        .ok_or_else(|| ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}")))?;
+    let limit = super::paging::limit(filter.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let mut query = reservation::Entity::find();
     if let Some(id) = filter.event_id {
         query = query.filter(reservation::Column::EventId.eq(id));
@@ -158,14 +153,8 @@ pub async fn list_reservations(
     };
     let mut response = Json(page).into_response();
     if let Some(cursor) = next_after {
-        let link = format!(
-            "</admin/reservations?{}>; rel=\"next\"",
-            filter.next_query(limit, cursor)
-        );
-        // Digits, a UUID and a status name: always a valid header value.
-        if let Ok(value) = HeaderValue::from_str(&link) {
-            response.headers_mut().insert(header::LINK, value);
-        }
+        let query = filter.next_query(limit, cursor);
+        super::paging::link_next(&mut response, "/admin/reservations", &query);
     }
     Ok(response)
 }

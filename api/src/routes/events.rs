@@ -231,13 +231,7 @@ pub async fn list(
     QueryParams(params): QueryParams<ListParams>,
     request: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let limit = params
-        .limit
-        .unwrap_or(20)
-        .try_into()
-        .ok()
-        .filter(|limit| (1..=100).contains(limit))
-        .ok_or_else(|| ApiError::BadRequest("limit must be between 1 and 100".into()))?;
+    let limit = super::paging::limit(params.limit, 20, 100)?;
     let rows = event::Entity::find()
         .filter(event::Column::Id.gt(params.after.unwrap_or(0)))
         .order_by_asc(event::Column::Id)

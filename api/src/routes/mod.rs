@@ -7,6 +7,7 @@ pub mod events;
 pub mod health;
 mod links;
 pub mod live;
+mod paging;
 pub mod problems;
 pub mod queue;
 pub mod reservations;

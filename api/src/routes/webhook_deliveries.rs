@@ -9,7 +9,6 @@
 use axum::{
     Json,
     extract::State,
-    http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
@@ -148,11 +147,7 @@ pub async fn list_deliveries(
     _admin: Admin,
     QueryParams(filter): QueryParams<Filter>,
 ) -> Result<Response, ApiError> {
-    let limit = filter
-        .limit
-        .map_or(Some(DEFAULT_LIMIT), |raw| u64::try_from(raw).ok())
-        .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-        .ok_or_else(|| ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}")))?;
+    let limit = super::paging::limit(filter.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let after = filter
         .after
         .as_deref()
@@ -219,14 +214,8 @@ pub async fn list_deliveries(
     })
     .into_response();
     if let Some(cursor) = next {
-        let link = format!(
-            "</admin/webhook-deliveries?{}>; rel=\"next\"",
-            filter.next_query(limit, cursor)
-        );
-        // Digits, UUIDs, dots and a status name: always a valid header.
-        if let Ok(value) = HeaderValue::from_str(&link) {
-            response.headers_mut().insert(header::LINK, value);
-        }
+        let query = filter.next_query(limit, cursor);
+        super::paging::link_next(&mut response, "/admin/webhook-deliveries", &query);
     }
     Ok(response)
 }

@@ -26,4 +26,5 @@ mod ticket_types;
 mod ticketctl;
 mod trace;
 mod waiting_list;
+mod webhook_admin;
 mod webhooks;

@@ -62,8 +62,11 @@ pub struct Config {
     #[arg(long, env = "DECIDE_TIMEOUT_MS", default_value_t = 2_000)]
     pub decide_timeout_ms: u64,
 
-    /// Release kept locks when no command arrives for this long.
-    #[arg(long, env = "LOCK_IDLE_RELEASE_MS", default_value_t = 20)]
+    /// Release a kept lock once no command for its event has come for this
+    /// long. Another worker wants an event's lock only while its partition
+    /// moves (the old owner then releases at once), so this mostly bounds
+    /// how long an event gone quiet keeps its lock.
+    #[arg(long, env = "LOCK_IDLE_RELEASE_MS", default_value_t = 1000)]
     pub lock_idle_release_ms: u64,
 
     /// Address of the worker's HTTP port: `/metrics` (Prometheus),

@@ -110,6 +110,7 @@ impl Worker {
                     &config.connections.namespace,
                     config.lock_wait_timeout(),
                     config.lock_max_hold(),
+                    config.lock_idle_release(),
                     config.connections.backend_timeout(),
                 )
             })
@@ -164,7 +165,7 @@ impl Worker {
             // Whatever ended the session, no batch is in progress: hand the
             // kept locks back rather than make other workers wait them out.
             for holds in &self.holds {
-                holds.release_all_but(None).await;
+                holds.release_all().await;
             }
             match result {
                 Ok(()) | Err(SessionError::ShuttingDown) => Ok(()),
@@ -330,7 +331,7 @@ impl Worker {
         if let Err(error) = expiries.close(200, "partition moved".into()).await {
             tracing::debug!(%error, %queue, "closing a partition's expiry channel");
         }
-        holds.release_all_but(None).await;
+        holds.release_all().await;
         if let Err(error) = channel.close(200, "partition moved".into()).await {
             tracing::debug!(%error, %queue, "closing a partition's channel");
         }
@@ -364,7 +365,7 @@ impl Worker {
                 first = deliveries::next_or_idle(consumer, idle_release) => first,
             };
             let Some(first) = first else {
-                holds.release_all_but(None).await;
+                holds.release_all().await;
                 continue;
             };
             let first = first.ok_or(SessionError::ConsumerEnded)??;

@@ -60,6 +60,10 @@ impl Worker {
         let metrics = metrics::get();
         metrics.batch(batch.len());
         let mut groups: Vec<(i64, Vec<(Delivery, Command)>)> = Vec::new();
+        // The batch's last command: once every group is settled, one
+        // cumulative ack up to it covers the batch (earlier batches are
+        // settled, and what was dead-lettered is no longer outstanding).
+        let mut last = None;
         for delivery in batch {
             let command = match messages::decode::<Command>(&delivery.data) {
                 Ok(command) => command,
@@ -74,43 +78,43 @@ impl Worker {
                     continue;
                 }
             };
+            last = Some(delivery.acker.clone());
             let event_id = command.event_id();
             match groups.iter_mut().find(|(id, _)| *id == event_id) {
                 Some((_, items)) => items.push((delivery, command)),
                 None => groups.push((event_id, vec![(delivery, command)])),
             }
         }
-        // A kept lock must never be held while this worker waits for another
-        // one, or two workers keeping each other's event could wait on each
-        // other forever. So locks are only kept across single-event batches,
-        // and every kept lock this batch does not use goes back first.
-        let keep = groups.len() == 1;
-        partition
-            .holds
-            .release_all_but(groups.first().map(|(event, _)| *event).filter(|_| keep))
-            .await;
-        futures::future::join_all(groups.into_iter().map(|(event_id, items)| {
-            // One span per group: its lines, and each command's
-            // "decided" line, share the batch id and the event.
-            let span = tracing::info_span!(
-                "batch",
-                batch = %uuid::Uuid::new_v4().simple(),
-                event_id,
-            );
-            self.settle(event_id, items, keep, partition, replies, shutdown)
-                .instrument(span)
-        }))
-        .await
-        .into_iter()
-        .collect()
+        let events: Vec<i64> = groups.iter().map(|(event, _)| *event).collect();
+        partition.holds.prepare(&events).await;
+        let settled: Result<(), SessionError> =
+            futures::future::join_all(groups.into_iter().map(|(event_id, items)| {
+                // One span per group: its lines, and each command's
+                // "decided" line, share the batch id and the event.
+                let span = tracing::info_span!(
+                    "batch",
+                    batch = %uuid::Uuid::new_v4().simple(),
+                    event_id,
+                );
+                self.settle(event_id, items, partition, replies, shutdown)
+                    .instrument(span)
+            }))
+            .await
+            .into_iter()
+            .collect();
+        settled?;
+        if let Some(last) = last {
+            let ack = last.ack(BasicAckOptions { multiple: true });
+            self.bounded("an ack", ack).await?;
+        }
+        Ok(())
     }
 
-    /// Decides one event's commands, then reports and acknowledges them.
+    /// Decides one event's commands, then reports them.
     async fn settle(
         &self,
         event_id: i64,
         items: Vec<(Delivery, Command)>,
-        keep: bool,
         Partition { holds, expiry }: Partition<'_>,
         replies: &Channel,
         shutdown: &CancellationToken,
@@ -119,7 +123,7 @@ impl Worker {
         let started_at = std::time::SystemTime::now();
         let commands: Vec<Command> = items.iter().map(|(_, c)| c.clone()).collect();
         let decided = self
-            .decide_until_done(event_id, &commands, keep, holds, shutdown)
+            .decide_until_done(event_id, &commands, true, holds, shutdown)
             .await?;
         let decided_in = started.elapsed();
         let metrics = metrics::get();
@@ -160,19 +164,6 @@ impl Worker {
         deliveries::reply(&items, &decided.outcomes, replies).await;
         crate::failpoint::hit("after-publish");
         let replied_in = started.elapsed();
-        if keep {
-            // The whole batch is this group, and every earlier batch is
-            // settled: one cumulative ack up to the last tag covers it.
-            if let Some((last, _)) = items.last() {
-                let ack = last.acker.ack(BasicAckOptions { multiple: true });
-                self.bounded("an ack", ack).await?;
-            }
-        } else {
-            for (delivery, _) in &items {
-                let ack = delivery.acker.ack(BasicAckOptions::default());
-                self.bounded("an ack", ack).await?;
-            }
-        }
         crate::traces::record(started_at, &items, &decided.outcomes);
         for ((delivery, _), outcome) in items.iter().zip(&decided.outcomes) {
             tracing::debug!(
@@ -195,7 +186,6 @@ impl Worker {
             remaining = decided.availability.map(|(a, _)| a),
             decide_ms = decided_in.as_millis() as u64,
             reply_ms = (replied_in - decided_in).as_millis() as u64,
-            ack_ms = (started.elapsed() - replied_in).as_millis() as u64,
             "batch decided"
         );
         Ok(())

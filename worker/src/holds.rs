@@ -1,8 +1,10 @@
-//! The event locks a worker holds, and keeps between batches: while one
-//! event stays busy, its next batch needs no etcd round trip. A kept lock
-//! is bounded in time so that workers waiting for it get their turn, and is
-//! never kept while its worker waits for another lock (two workers keeping
-//! each other's event would wait on each other forever).
+//! The event locks a worker holds, and keeps between batches: while an
+//! event stays busy, its next batch needs no etcd round trip, whether the
+//! batch carries that event alone or several. A kept lock is bounded in
+//! time so that workers waiting for it get their turn. Locks are taken in
+//! ascending event id, and a kept lock is never held while its worker waits
+//! for a lower one: a worker waiting for a lock holds only lower ones, so
+//! no two workers can wait on each other.
 
 use std::{
     collections::HashMap,
@@ -17,10 +19,12 @@ use crate::{
     lock::{self, HeldLock, LockError},
 };
 
-/// One held lock and when its current hold began.
+/// One held lock, when its current hold began and when a batch last used
+/// it.
 pub struct Hold {
     pub lock: HeldLock,
     acquired: Instant,
+    used: Instant,
 }
 
 pub struct Holds {
@@ -29,6 +33,7 @@ pub struct Holds {
     namespace: String,
     wait: Duration,
     max_hold: Duration,
+    idle_release: Duration,
     backend_timeout: Duration,
     kept: Mutex<HashMap<i64, Hold>>,
 }
@@ -40,6 +45,7 @@ impl Holds {
         namespace: &str,
         wait: Duration,
         max_hold: Duration,
+        idle_release: Duration,
         backend_timeout: Duration,
     ) -> Self {
         Self {
@@ -48,6 +54,7 @@ impl Holds {
             namespace: namespace.to_owned(),
             wait,
             max_hold,
+            idle_release,
             backend_timeout,
             kept: Mutex::default(),
         }
@@ -95,9 +102,11 @@ impl Holds {
             lock_ms = waited.as_millis() as u64,
             "lock acquired"
         );
+        let now = Instant::now();
         Ok(Hold {
             lock,
-            acquired: Instant::now(),
+            acquired: now,
+            used: now,
         })
     }
 
@@ -120,6 +129,7 @@ impl Holds {
             }
             hold.acquired = Instant::now();
         }
+        hold.used = Instant::now();
         self.kept.lock().await.insert(event_id, hold);
     }
 
@@ -131,15 +141,70 @@ impl Holds {
         }
     }
 
-    /// Releases every kept lock but `event`'s (all of them for `None`).
-    pub async fn release_all_but(&self, event: Option<i64>) {
-        let unused: Vec<Hold> = {
-            let mut kept = self.kept.lock().await;
-            let events: Vec<i64> = kept.keys().copied().filter(|e| Some(*e) != event).collect();
-            events.iter().filter_map(|e| kept.remove(e)).collect()
-        };
-        for hold in unused {
+    /// Releases every kept lock.
+    pub async fn release_all(&self) {
+        let all: Vec<Hold> = self
+            .kept
+            .lock()
+            .await
+            .drain()
+            .map(|(_, hold)| hold)
+            .collect();
+        for hold in all {
             self.release(hold).await;
+        }
+    }
+
+    /// Gets the locks of a batch's `events` ready, in ascending id, before
+    /// its groups are decided. A kept lock the batch does not use goes back
+    /// once unused for the idle release; one above the lowest lock
+    /// still to take goes back first (holding it while waiting could close
+    /// a cycle with a worker that holds the lower one). Best effort: a lock
+    /// that cannot be had now is left to the group's own attempt, which
+    /// waits and retries for it.
+    pub async fn prepare(&self, events: &[i64]) {
+        let mut events = events.to_vec();
+        events.sort_unstable();
+        let lease = self.lease.current();
+        let (stale, missing) = {
+            let mut kept = self.kept.lock().await;
+            let ours = |hold: &Hold| Some(hold.lock.lease) == lease;
+            let lowest_missing = events
+                .iter()
+                .copied()
+                .find(|e| !kept.get(e).is_some_and(ours))
+                .unwrap_or(i64::MAX);
+            let go: Vec<i64> = kept
+                .iter()
+                .filter(|(event, hold)| {
+                    let unused = events.binary_search(event).is_err();
+                    (unused && hold.used.elapsed() >= self.idle_release)
+                        || **event > lowest_missing
+                        || !ours(hold)
+                })
+                .map(|(event, _)| *event)
+                .collect();
+            let stale: Vec<Hold> = go.iter().filter_map(|e| kept.remove(e)).collect();
+            let missing: Vec<i64> = events
+                .iter()
+                .copied()
+                .filter(|e| !kept.contains_key(e))
+                .collect();
+            (stale, missing)
+        };
+        for hold in stale {
+            self.release(hold).await;
+        }
+        for event_id in missing {
+            match self.take(event_id).await {
+                Ok(hold) => {
+                    self.kept.lock().await.insert(event_id, hold);
+                }
+                Err(error) => {
+                    tracing::debug!(event_id, %error, "could not take a batch's lock ahead");
+                    return;
+                }
+            }
         }
     }
 }

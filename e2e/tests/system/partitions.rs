@@ -17,6 +17,8 @@ use testkit::{
     invariants,
 };
 
+use crate::metrics::{sample, scrape};
+
 /// The partitions a worker last said it consumes, from its JSON log.
 fn assigned(log: &Path) -> Option<BTreeSet<u16>> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -175,4 +177,45 @@ async fn partitions_move_as_workers_join_and_die_and_every_command_is_decided_on
     for (name, log) in [("second", &second), ("third", &third), ("fourth", &fourth)] {
         assert!(batches(log) > 0, "the {name} worker never decided a batch");
     }
+}
+
+/// Two events of one partition, reserved at once, are decided in batches
+/// that carry both. Their locks stay with the partition's worker across
+/// those batches: one etcd lock each, not one per batch (an unlock and a
+/// lock, two raft writes, for every event of every batch).
+#[tokio::test]
+async fn a_partition_keeps_its_events_locks_across_batches_that_carry_both() {
+    let mut app = TestApp::spawn_with(Options {
+        workers: 0,
+        env: [("BATCH_SIZE", "16".to_owned())].into(),
+    })
+    .await;
+    let topology = shared::topology::Topology::new("any", 1, COMMAND_PARTITIONS);
+    let first = app.create_event(1_000).await;
+    let mut second = app.create_event(1_000).await;
+    while topology.partition_of(second) != topology.partition_of(first) {
+        second = app.create_event(1_000).await;
+    }
+    app.add_worker();
+    app.wait_worker_ready(0).await;
+    let events = [first, second];
+    let acknowledged = reserve_async(&app, &events, 400).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while decided(&app, &events).await < acknowledged.len() {
+        assert!(Instant::now() < deadline, "acknowledged commands were lost");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for event in events {
+        let snapshot = invariants::check(&app.db, event).await;
+        assert_eq!(snapshot.count(ReservationStatus::Confirmed), 200);
+    }
+    let text = scrape(&app, &app.worker_ports[0]).await;
+    let batches = sample(&text, "tickets_batch_size_count", &[]);
+    let locks = sample(&text, "tickets_lock_acquisitions_total", &[]);
+    // 400 commands in batches of at most 16.
+    assert!(batches >= 25.0, "{batches} batches");
+    assert!(
+        locks <= 4.0,
+        "{locks} etcd locks taken for {batches} batches of the same two events"
+    );
 }

@@ -284,7 +284,8 @@ async fn run(scenario: &Scenario, args: &Args, duration: Duration) -> anyhow::Re
         .transpose()?;
     let mut row = match scenario.kind.op() {
         None => {
-            let db = shared::db::connect_url(
+            // The workers' own sessions.
+            let db = shared::db::connect_read_committed_url(
                 &app.database_url,
                 args.clients.min(64) as u32,
                 Duration::from_secs(10),

@@ -16,10 +16,47 @@ pub async fn connect(args: &ConnectionArgs) -> Result<DatabaseConnection, DbErr>
     .await
 }
 
+/// A pool whose sessions are READ COMMITTED, for the workers: every one of
+/// their transactions wants that level, and a session that starts there
+/// saves each of them the `SET TRANSACTION` round trip a per-transaction
+/// level costs. Plain `begin()` on it is READ COMMITTED.
+pub async fn connect_read_committed(args: &ConnectionArgs) -> Result<DatabaseConnection, DbErr> {
+    connect_read_committed_url(
+        &args.database_url,
+        args.database_max_connections,
+        args.backend_timeout(),
+    )
+    .await
+}
+
 pub async fn connect_url(
     url: &str,
     max_connections: u32,
     timeout: Duration,
+) -> Result<DatabaseConnection, DbErr> {
+    open(url, max_connections, timeout, Isolation::ServerDefault).await
+}
+
+/// [`connect_read_committed`] for a URL.
+pub async fn connect_read_committed_url(
+    url: &str,
+    max_connections: u32,
+    timeout: Duration,
+) -> Result<DatabaseConnection, DbErr> {
+    open(url, max_connections, timeout, Isolation::ReadCommitted).await
+}
+
+#[derive(Clone, Copy)]
+enum Isolation {
+    ServerDefault,
+    ReadCommitted,
+}
+
+async fn open(
+    url: &str,
+    max_connections: u32,
+    timeout: Duration,
+    isolation: Isolation,
 ) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url);
     options
@@ -34,7 +71,7 @@ pub async fn connect_url(
     let lock_wait_secs = timeout.as_secs().max(1);
     options.map_sqlx_mysql_pool_opts(move |pool| {
         pool.after_connect(move |connection, _| {
-            Box::pin(async move { bound_session(connection, lock_wait_secs).await })
+            Box::pin(async move { bound_session(connection, lock_wait_secs, isolation).await })
         })
     });
     Database::connect(options).await
@@ -44,8 +81,8 @@ pub async fn connect_url(
 /// idle this long, a transaction abandoned by its client included.
 const MYSQL_WAIT_TIMEOUT_SECS: u64 = 60;
 
-/// Bounds what one session can hold up, in whole seconds (the variables'
-/// unit):
+/// Starts a session at the pool's isolation level, and bounds what it can
+/// hold up, in whole seconds (the variables' unit):
 /// - a row lock wait ends after `secs`, not InnoDB's 50 s;
 /// - a transaction whose client went silent (a network partition in the
 ///   middle of a decision) is ended by the server after `secs` idle, not
@@ -53,8 +90,17 @@ const MYSQL_WAIT_TIMEOUT_SECS: u64 = 60;
 ///   default), so its row locks go to the other workers. MariaDB has
 ///   `idle_transaction_timeout` for this; on MySQL, where setting it fails,
 ///   the connection's `wait_timeout` is shortened instead.
-async fn bound_session(connection: &mut sqlx::MySqlConnection, secs: u64) -> sqlx::Result<()> {
+async fn bound_session(
+    connection: &mut sqlx::MySqlConnection,
+    secs: u64,
+    isolation: Isolation,
+) -> sqlx::Result<()> {
     let run = |statement: String| sqlx::raw_sql(sqlx::AssertSqlSafe(statement));
+    if let Isolation::ReadCommitted = isolation {
+        run("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_owned())
+            .execute(&mut *connection)
+            .await?;
+    }
     run(format!("SET SESSION innodb_lock_wait_timeout = {secs}"))
         .execute(&mut *connection)
         .await?;

@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    let db = retry_until_ok("MySQL", || shared::db::connect(connections)).await;
+    let db = retry_until_ok("MySQL", || shared::db::connect_read_committed(connections)).await;
     let etcd = retry_until_ok("etcd", || {
         shared::etcd::connect(&connections.etcd_endpoints, timeout)
     })

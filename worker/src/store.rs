@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    IsolationLevel, QueryFilter, QuerySelect, Statement, TransactionTrait,
+    QueryFilter, QuerySelect, Statement, TransactionTrait,
     sea_query::{Expr, ExprTrait, MysqlQueryBuilder, Query},
 };
 use shared::{
@@ -62,13 +62,13 @@ pub async fn decide(
     commands: &[Command],
     offer_hold_seconds: i32,
 ) -> Result<Decided, DecideError> {
-    // READ COMMITTED: the event row lock already serialises deciders of one
-    // event; REPEATABLE READ would add gap locks on the reservations index
-    // (new ids are time-ordered, so every batch locks the same last gap),
-    // making concurrent groups of different events deadlock.
-    let txn = db
-        .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
-        .await?;
+    // READ COMMITTED, the level of the worker's sessions
+    // (`shared::db::connect_read_committed`): the event row lock already
+    // serialises deciders of one event; REPEATABLE READ would add gap locks
+    // on the reservations index (new ids are time-ordered, so every batch
+    // locks the same last gap), making concurrent groups of different
+    // events deadlock (and be retried).
+    let txn = db.begin().await?;
     let Some(event) = event::Entity::find_by_id(event_id)
         .lock_exclusive()
         .one(&txn)

@@ -2,7 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    Statement, TransactionTrait,
+};
 use serde_json::{Value, json};
 use shared::{
     entities::reservation,
@@ -148,4 +151,44 @@ async fn redis_down_falls_back_to_mysql() {
     assert_eq!(body["remaining_tickets"], 96);
     assert_eq!(app.tickets(1).await, 96);
     invariants::check(&app.db, 1).await;
+}
+
+/// The isolation level a transaction begun on `db` runs at.
+async fn isolation_of(db: &DatabaseConnection) -> String {
+    let txn = db.begin().await.expect("begin");
+    let row = txn
+        .query_one_raw(Statement::from_string(
+            txn.get_database_backend(),
+            "SELECT @@SESSION.tx_isolation AS level",
+        ))
+        .await
+        .expect("select the isolation level")
+        .expect("one row");
+    let level: String = row.try_get("", "level").expect("level");
+    txn.commit().await.expect("commit");
+    level
+}
+
+/// The worker's transactions are written for READ COMMITTED (no gap locks
+/// between groups of different events), and they no longer set it one
+/// transaction at a time: the worker's pool starts every session at that
+/// level, while other pools keep the server's default.
+#[tokio::test]
+async fn the_workers_pool_begins_its_transactions_read_committed() {
+    let app = TestApp::spawn_with(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    let timeout = Duration::from_secs(10);
+    // More than one connection: the level must hold on every session.
+    let workers = shared::db::connect_read_committed_url(&app.database_url, 3, timeout)
+        .await
+        .expect("the workers' pool");
+    let levels = futures::future::join_all((0..3).map(|_| isolation_of(&workers))).await;
+    assert!(levels.iter().all(|l| l == "READ-COMMITTED"), "{levels:?}");
+    let other = shared::db::connect_url(&app.database_url, 1, timeout)
+        .await
+        .expect("a default pool");
+    assert_eq!(isolation_of(&other).await, "REPEATABLE-READ");
 }

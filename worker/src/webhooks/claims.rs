@@ -12,8 +12,8 @@
 use std::{collections::HashMap, time::Duration};
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IsolationLevel,
-    QueryFilter, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Statement,
+    TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use shared::entities::{
@@ -47,9 +47,8 @@ pub async fn claim(
     limit: usize,
     hold: Duration,
 ) -> Result<Vec<Claimed>, DbErr> {
-    let txn = db
-        .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
-        .await?;
+    // READ COMMITTED, the level of the worker's sessions.
+    let txn = db.begin().await?;
     let backend = txn.get_database_backend();
     let due = txn
         .query_all_raw(Statement::from_sql_and_values(

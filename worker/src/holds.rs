@@ -163,34 +163,20 @@ impl Holds {
     /// that cannot be had now is left to the group's own attempt, which
     /// waits and retries for it.
     pub async fn prepare(&self, events: &[i64]) {
-        let mut events = events.to_vec();
-        events.sort_unstable();
         let lease = self.lease.current();
         let (stale, missing) = {
             let mut kept = self.kept.lock().await;
-            let ours = |hold: &Hold| Some(hold.lock.lease) == lease;
-            let lowest_missing = events
+            let view: Vec<KeptLock> = kept
                 .iter()
-                .copied()
-                .find(|e| !kept.get(e).is_some_and(ours))
-                .unwrap_or(i64::MAX);
-            let go: Vec<i64> = kept
-                .iter()
-                .filter(|(event, hold)| {
-                    let unused = events.binary_search(event).is_err();
-                    (unused && hold.used.elapsed() >= self.idle_release)
-                        || **event > lowest_missing
-                        || !ours(hold)
+                .map(|(event, hold)| KeptLock {
+                    event: *event,
+                    ours: Some(hold.lock.lease) == lease,
+                    unused_for: hold.used.elapsed(),
                 })
-                .map(|(event, _)| *event)
                 .collect();
-            let stale: Vec<Hold> = go.iter().filter_map(|e| kept.remove(e)).collect();
-            let missing: Vec<i64> = events
-                .iter()
-                .copied()
-                .filter(|e| !kept.contains_key(e))
-                .collect();
-            (stale, missing)
+            let Plan { release, take } = plan(&view, events, self.idle_release);
+            let stale: Vec<Hold> = release.iter().filter_map(|e| kept.remove(e)).collect();
+            (stale, take)
         };
         for hold in stale {
             self.release(hold).await;
@@ -204,6 +190,154 @@ impl Holds {
                     tracing::debug!(event_id, %error, "could not take a batch's lock ahead");
                     return;
                 }
+            }
+        }
+    }
+}
+
+/// What [`plan`] needs to know of a kept lock.
+#[derive(Clone, Copy, Debug)]
+struct KeptLock {
+    event: i64,
+    /// Whether it hangs on this worker's current lease.
+    ours: bool,
+    unused_for: Duration,
+}
+
+#[derive(Debug, PartialEq)]
+struct Plan {
+    /// Kept locks to give back first.
+    release: Vec<i64>,
+    /// Locks to take then, in this (ascending) order.
+    take: Vec<i64>,
+}
+
+/// The lock-ordering rule, apart from etcd: before a batch of `events`,
+/// give back the kept locks that are not ours, unused for `idle_release`,
+/// or above the lowest lock still to take; then take the missing ones in
+/// ascending id. Whatever stays kept is below every lock to take.
+fn plan(kept: &[KeptLock], events: &[i64], idle_release: Duration) -> Plan {
+    let mut events = events.to_vec();
+    events.sort_unstable();
+    events.dedup();
+    let held = |event: i64| kept.iter().any(|k| k.event == event && k.ours);
+    let lowest_missing = events
+        .iter()
+        .copied()
+        .find(|e| !held(*e))
+        .unwrap_or(i64::MAX);
+    let mut release: Vec<i64> = kept
+        .iter()
+        .filter(|k| {
+            let unused = events.binary_search(&k.event).is_err();
+            !k.ours || k.event > lowest_missing || (unused && k.unused_for >= idle_release)
+        })
+        .map(|k| k.event)
+        .collect();
+    release.sort_unstable();
+    let take = events
+        .into_iter()
+        .filter(|e| release.contains(e) || !kept.iter().any(|k| k.event == *e))
+        .collect();
+    Plan { release, take }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const IDLE: Duration = Duration::from_secs(1);
+
+    fn ours(event: i64) -> KeptLock {
+        KeptLock {
+            event,
+            ours: true,
+            unused_for: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_batch_whose_locks_are_all_kept_takes_and_releases_nothing() {
+        let plan = plan(&[ours(3), ours(15)], &[15, 3, 15], IDLE);
+        assert_eq!(
+            plan,
+            Plan {
+                release: vec![],
+                take: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn a_kept_lock_above_a_missing_one_goes_back_and_is_taken_again_after_it() {
+        let plan = plan(&[ours(3), ours(15)], &[15, 9, 3], IDLE);
+        assert_eq!(
+            plan,
+            Plan {
+                release: vec![15],
+                take: vec![9, 15]
+            }
+        );
+    }
+
+    #[test]
+    fn an_unused_kept_lock_stays_until_its_idle_release() {
+        let recent = plan(&[ours(3), ours(15)], &[15], IDLE);
+        assert_eq!(
+            recent,
+            Plan {
+                release: vec![],
+                take: vec![]
+            }
+        );
+        let idle = KeptLock {
+            unused_for: IDLE,
+            ..ours(3)
+        };
+        let stale = plan(&[idle, ours(15)], &[15], IDLE);
+        assert_eq!(stale.release, [3]);
+    }
+
+    #[test]
+    fn a_lock_on_an_old_lease_is_given_back_and_taken_anew() {
+        let old = KeptLock {
+            ours: false,
+            ..ours(3)
+        };
+        assert_eq!(
+            plan(&[old], &[3], IDLE),
+            Plan {
+                release: vec![3],
+                take: vec![3]
+            }
+        );
+    }
+
+    proptest! {
+        /// Whatever the kept locks and the batch: every lock still kept
+        /// while the first one is taken is below it (so a worker waiting
+        /// for a lock holds only lower ones), the locks are taken in
+        /// ascending order, and the batch ends up with all its locks.
+        #[test]
+        fn a_worker_waiting_for_a_lock_holds_only_lower_ones(
+            kept in proptest::collection::btree_map(0i64..20, (any::<bool>(), 0u64..2_000), 0..6),
+            events in proptest::collection::vec(0i64..20, 1..6),
+        ) {
+            let kept: Vec<KeptLock> = kept
+                .into_iter()
+                .map(|(event, (ours, ms))| KeptLock { event, ours, unused_for: Duration::from_millis(ms) })
+                .collect();
+            let Plan { release, take } = plan(&kept, &events, IDLE);
+            let still: Vec<i64> = kept.iter().map(|k| k.event).filter(|e| !release.contains(e)).collect();
+            if let Some(first) = take.first() {
+                prop_assert!(still.iter().all(|e| e < first), "kept {still:?} while taking {take:?}");
+            }
+            prop_assert!(take.windows(2).all(|w| w[0] < w[1]));
+            prop_assert!(kept.iter().filter(|k| !k.ours).all(|k| release.contains(&k.event)));
+            for event in &events {
+                prop_assert!(still.contains(event) || take.contains(event));
             }
         }
     }
